@@ -1,0 +1,214 @@
+"""The correlated hidden manifold model (CHMM) of Gerace et al. (2022), section 2.1.
+
+A hidden manifold model (HMM) draws a latent vector c ~ N(0, I_L) and maps it
+to an input and a label through generative features F (L x D) and a teacher
+theta (L,):
+
+    x = ReLU(c F / sqrt(L)),        y = sign(c . theta / sqrt(L))          (eq. 1)
+
+The CHMM couples a *source* HMM (F_s, theta_s) with a *target* HMM
+(F_t, theta_t) built from it by three families of transformations:
+
+* feature substitution and perturbation (eq. 2): the first round(rho * L_min)
+  rows of F_t are fresh Gaussian rows; every other shared row is
+  eta * F_s + sqrt(1 - eta**2) * F_tilde;
+* teacher perturbation (eq. 3): theta_t = q * theta_s + sqrt(1 - q**2) * theta_tilde
+  on the shared components;
+* feature addition or deletion (eqs. 4-5): L_t != L_s.  With L_t < L_s the
+  rows (and teacher components) beyond L_t are deleted; with L_t > L_s new
+  Gaussian rows and components are appended.
+
+Here L_min = min(L_s, L_t).  With L_t = L_s the definitions reduce exactly to
+eqs. (2)-(3); the transformations compose, the shared rows being perturbed and
+the added rows being fresh.  Only the rows and components that are shared can be
+perturbed, so rho = 1 (or eta = 0) gives target features independent of the
+source ones.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .device import generator, get_device
+from .validation import check_positive_int, check_real_in, check_seed
+
+__all__ = ["CHMM", "hmm_inputs", "hmm_labels"]
+
+
+def hmm_inputs(c: torch.Tensor, F: torch.Tensor) -> torch.Tensor:
+    """Inputs of eq. (1): ``ReLU(c F / sqrt(L))``; c is (M, L), F is (L, D) -> (M, D)."""
+    L = F.shape[0]
+    return torch.relu(c @ F / math.sqrt(L))
+
+
+def hmm_labels(c: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Labels of eq. (1): ``sign(c . theta / sqrt(L))`` in {-1, +1} (ties -> +1); shape (M,)."""
+    s = c @ theta
+    return torch.where(s >= 0, 1.0, -1.0).to(c.dtype)
+
+
+@dataclass(frozen=True)
+class CHMMSample:
+    """A sample of one HMM: inputs ``X`` (M, D), labels ``y`` (M,), latents ``c`` (M, L)."""
+
+    X: torch.Tensor
+    y: torch.Tensor
+    c: torch.Tensor
+
+    def __iter__(self):  # so that ``X, y = chmm.sample_source(M)`` works
+        return iter((self.X, self.y))
+
+
+class CHMM:
+    """A source/target pair of hidden manifold models built by eqs. (1)-(5) of Gerace et al.
+
+    Parameters
+    ----------
+    D : int >= 1
+        Input dimension (number of "pixels").
+    L_source, L_target : int >= 1
+        Latent (intrinsic) dimensions of the source and target HMMs.
+    eta : float in [0, 1], default 1
+        Feature perturbation: correlation kept by each non-substituted shared row.
+    rho : float in [0, 1], default 0
+        Fraction of shared feature rows substituted by fresh ones.
+    q : float in [-1, 1], default 1
+        Teacher perturbation: correlation of the shared teacher components.
+    seed : int >= 0, default 0
+        Seeds the draw of F_s, theta_s, the perturbations and the default
+        sample stream.
+    device : "auto" | "cpu" | "cuda" | torch.device
+        Where samples are returned.  Draws are made on the CPU with the seed, so
+        the numbers do not depend on the device.
+    dtype : torch.dtype, default torch.float32
+
+    Attributes
+    ----------
+    F_source : (L_source, D) tensor      F_target : (L_target, D) tensor
+    theta_source : (L_source,) tensor    theta_target : (L_target,) tensor
+    n_substituted : int, the number of substituted rows, round(rho * min(L_s, L_t)).
+
+    Examples
+    --------
+    >>> chmm = CHMM(D=100, L_source=20, L_target=20, eta=0.9, rho=0.1, q=0.8, seed=0)
+    >>> X, y = chmm.sample_target(50)
+    >>> X.shape, y.shape
+    (torch.Size([50, 100]), torch.Size([50]))
+    """
+
+    def __init__(self, D: int, L_source: int, L_target: int, eta: float = 1.0, rho: float = 0.0,
+                 q: float = 1.0, seed: int = 0, device="auto", dtype: torch.dtype = torch.float32):
+        self.D = check_positive_int("D", D)
+        self.L_source = check_positive_int("L_source", L_source)
+        self.L_target = check_positive_int("L_target", L_target)
+        self.eta = check_real_in("eta", eta, 0.0, 1.0)
+        self.rho = check_real_in("rho", rho, 0.0, 1.0)
+        self.q = check_real_in("q", q, -1.0, 1.0)
+        self.seed = check_seed("seed", seed)
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+        self.dtype = dtype
+        self.device = get_device(device)
+
+        g = generator(self.seed)
+        Ls, Lt, Dm = self.L_source, self.L_target, self.D
+        L_min = min(Ls, Lt)
+        # Draw every Gaussian block once, in a fixed order, in float64 on the CPU.
+        F_s = torch.randn(Ls, Dm, generator=g, dtype=torch.float64)
+        theta_s = torch.randn(Ls, generator=g, dtype=torch.float64)
+        F_tilde = torch.randn(max(Ls, Lt), Dm, generator=g, dtype=torch.float64)
+        theta_tilde = torch.randn(max(Ls, Lt), generator=g, dtype=torch.float64)
+
+        n_sub = int(round(self.rho * L_min))
+        shared = self.eta * F_s[:L_min] + math.sqrt(max(0.0, 1.0 - self.eta**2)) * F_tilde[:L_min]   # eq. (2), 2nd line
+        shared[:n_sub] = F_tilde[:n_sub]                                                            # eq. (2), 1st line
+        F_t = torch.cat([shared, F_tilde[L_min:Lt]], dim=0)                                          # eq. (4)
+        th_shared = self.q * theta_s[:L_min] + math.sqrt(max(0.0, 1.0 - self.q**2)) * theta_tilde[:L_min]  # eq. (3)
+        theta_t = torch.cat([th_shared, theta_tilde[L_min:Lt]])                                      # eq. (5)
+
+        self.n_substituted = n_sub
+        self.F_source = F_s.to(device=self.device, dtype=dtype)
+        self.theta_source = theta_s.to(device=self.device, dtype=dtype)
+        self.F_target = F_t.to(device=self.device, dtype=dtype)
+        self.theta_target = theta_t.to(device=self.device, dtype=dtype)
+        # The default sample stream, independent of the draws above.
+        self._stream = generator(self.seed + 1_000_003)
+
+    def __repr__(self) -> str:
+        return (f"CHMM(D={self.D}, L_source={self.L_source}, L_target={self.L_target}, eta={self.eta:g}, "
+                f"rho={self.rho:g}, q={self.q:g}, seed={self.seed})")
+
+    # ------------------------------------------------------------------ sampling
+    def _latents(self, M: int, L: int, seed: int | None) -> torch.Tensor:
+        g = self._stream if seed is None else generator(check_seed("seed", seed))
+        return torch.randn(M, L, generator=g, dtype=torch.float64)
+
+    def _sample(self, M, seed, F, theta, L) -> CHMMSample:
+        M = check_positive_int("M", M)
+        c = self._latents(M, L, seed).to(device=self.device, dtype=self.dtype)
+        return CHMMSample(hmm_inputs(c, F), hmm_labels(c, theta), c)
+
+    def sample_source(self, M: int, seed: int | None = None) -> CHMMSample:
+        """M source examples by eq. (1): ``X`` (M, D) >= 0, ``y`` (M,) in {-1, +1}.
+
+        Unpacks as ``X, y = chmm.sample_source(M)``; ``.c`` holds the latents.
+        ``seed=None`` draws from the model's own stream (successive calls give new
+        samples); an integer gives a reproducible, independent sample.
+        """
+        return self._sample(M, seed, self.F_source, self.theta_source, self.L_source)
+
+    def sample_target(self, M: int, seed: int | None = None) -> CHMMSample:
+        """M target examples by eq. (1) with (F_target, theta_target); as ``sample_source``."""
+        return self._sample(M, seed, self.F_target, self.theta_target, self.L_target)
+
+    def sample_paired(self, M: int, seed: int | None = None) -> tuple[CHMMSample, CHMMSample]:
+        """Source and target examples built from the *same* latent draws.
+
+        A latent c of dimension max(L_s, L_t) is drawn; the source reads its first
+        L_s coordinates and the target its first L_t.  Comparing the two samples
+        shows how related the tasks are (see :meth:`relatedness`).
+        """
+        M = check_positive_int("M", M)
+        Lmax = max(self.L_source, self.L_target)
+        c = self._latents(M, Lmax, seed).to(device=self.device, dtype=self.dtype)
+        cs, ct = c[:, : self.L_source], c[:, : self.L_target]
+        return (CHMMSample(hmm_inputs(cs, self.F_source), hmm_labels(cs, self.theta_source), cs),
+                CHMMSample(hmm_inputs(ct, self.F_target), hmm_labels(ct, self.theta_target), ct))
+
+    # ----------------------------------------------------------- diagnostics
+    def feature_cosine(self) -> float:
+        """Mean cosine between shared rows of F_s and F_t (≈ eta on unsubstituted rows, ≈ 0 on substituted).
+
+        Averaged over the min(L_s, L_t) shared rows, so it is ≈ (1 - rho) * eta.
+        """
+        L_min = min(self.L_source, self.L_target)
+        a, b = self.F_source[:L_min].double(), self.F_target[:L_min].double()
+        return float(torch.nn.functional.cosine_similarity(a, b, dim=1).mean())
+
+    def teacher_overlap(self) -> float:
+        """Cosine between theta_s and theta_t, the missing components counted as 0 (≈ q for L_s = L_t)."""
+        L_min = min(self.L_source, self.L_target)
+        ts, tt = self.theta_source.double(), self.theta_target.double()
+        return float((ts[:L_min] @ tt[:L_min]) / (ts.norm() * tt.norm()))
+
+    def relatedness(self, M: int = 20_000, seed: int = 0) -> dict[str, float]:
+        """Monte-Carlo measures of how related source and target are, from paired latents.
+
+        Returns a dict with
+        ``label_agreement``  P(y_s = y_t) for the same latent (1 = same rule, 0.5 = unrelated);
+        ``input_correlation`` mean Pearson correlation between x_s and x_t across examples,
+        per input coordinate (1 = same inputs, 0 = independent);
+        ``feature_cosine`` and ``teacher_overlap`` (exact, from the parameters).
+        """
+        src, tgt = self.sample_paired(M, seed=seed)
+        xs = src.X.double() - src.X.double().mean(0)
+        xt = tgt.X.double() - tgt.X.double().mean(0)
+        corr = (xs * xt).sum(0) / (xs.norm(dim=0) * xt.norm(dim=0)).clamp_min(1e-300)
+        return {
+            "label_agreement": float((src.y == tgt.y).double().mean()),
+            "input_correlation": float(corr.mean()),
+            "feature_cosine": self.feature_cosine(),
+            "teacher_overlap": self.teacher_overlap(),
+        }

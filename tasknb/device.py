@@ -1,0 +1,71 @@
+"""Device choice and seeding.
+
+``get_device()`` returns CUDA when a GPU is present and CPU otherwise; every
+kernel in tasknb takes a ``device`` argument that defaults to it.
+``seed_everything(seed)`` seeds Python, NumPy and torch; ``generator(seed)``
+returns an independent ``torch.Generator`` so that library code never depends
+on global random state: same parameters + seed -> same numbers on a device.
+"""
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+from .validation import check_choice, check_seed
+
+_DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def get_device(device: str | torch.device | None = "auto") -> torch.device:
+    """Resolve ``device``: ``"auto"``/None -> CUDA if available else CPU.
+
+    The environment variable ``TASKNB_DEVICE`` (``cpu`` or ``cuda``) overrides
+    ``"auto"``, so a whole batch run can be pinned to one device.
+    """
+    if isinstance(device, torch.device):
+        return device
+    if device is None:
+        device = "auto"
+    if isinstance(device, str) and device.startswith("cuda:"):
+        return torch.device(device)
+    check_choice("device", device, _DEVICE_CHOICES)
+    if device == "auto":
+        device = os.environ.get("TASKNB_DEVICE", "auto")
+        check_choice("TASKNB_DEVICE", device, _DEVICE_CHOICES)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was requested but no CUDA GPU is available; use 'auto' or 'cpu'")
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> int:
+    """Seed Python's ``random``, NumPy and torch (CPU and CUDA); return the seed."""
+    seed = check_seed("seed", seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return seed
+
+
+def generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
+    """A fresh ``torch.Generator`` seeded with ``seed`` on ``device``.
+
+    Random draws in tasknb are made on the CPU generator and then moved, so that a
+    seed gives the same numbers on CPU and GPU.
+    """
+    seed = check_seed("seed", seed)
+    g = torch.Generator(device="cpu")
+    g.manual_seed(seed)
+    return g
+
+
+def describe_device(device=None) -> str:
+    """A one-line human description of the device in use (for notebook headers)."""
+    dev = get_device(device)
+    if dev.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(dev)})"
+    return f"cpu ({torch.get_num_threads()} threads)"

@@ -1,0 +1,194 @@
+"""The transfer protocol of Gerace et al. (2022) on the CHMM, averaged over realizations.
+
+``transfer_learning_curves`` runs, for K independent CHMM realizations at once:
+
+1. train a two-layer network on M_s source examples with early stopping (app. D);
+2. for each target size M in a grid, fit on the same M target examples
+   TF (transferred W1, frozen), RF (random W1, frozen), 2L (from scratch) and
+   ft-TF (fine-tuning both layers from TF), and measure their test errors.
+
+Everything is batched over the K realizations (see :mod:`tasknb.learners`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .chmm import CHMM
+from .device import get_device
+from .learners import (TwoLayerStack, features, fit_logistic_head, init_two_layer, test_error,
+                       train_two_layer)
+from .validation import check_choice, check_int_sequence, check_positive_int, check_positive_real, check_seed
+
+__all__ = ["LEARNERS", "TrainingConfig", "TransferCurves", "stack_samples", "train_source",
+           "transfer_learning_curves"]
+
+#: the four learners, in the order the book plots them
+LEARNERS = ("TF", "RF", "2L", "ft-TF")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Hyper-parameters of one Adam training run (appendix D of the paper gives the defaults)."""
+
+    epochs: int = 200
+    lr: float = 1e-3
+    batch_size: int = 50
+
+    def __post_init__(self):
+        check_positive_int("epochs", self.epochs)
+        check_positive_real("lr", self.lr)
+        check_positive_int("batch_size", self.batch_size)
+
+
+#: appendix D: source net (lr 1e-3, batch 50, <= 200 epochs, early stopping)
+SOURCE_DEFAULT = TrainingConfig(200, 1e-3, 50)
+#: appendix D: 2L from scratch (lr 0.1, batch 1000, 200 epochs)
+SCRATCH_DEFAULT = TrainingConfig(200, 0.1, 1000)
+#: appendix D: ft-TF (lr 0.01, batch 1000, 200 epochs)
+FINETUNE_DEFAULT = TrainingConfig(200, 0.01, 1000)
+
+
+def stack_samples(chmms: list[CHMM], M: int, which: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw M examples from each CHMM and stack them: X (K, M, D), y (K, M).
+
+    ``which`` is "source" or "target"; realization k uses the seed ``seed + k``.
+    """
+    check_choice("which", which, ("source", "target"))
+    seed = check_seed("seed", seed)
+    draw = [getattr(c, f"sample_{which}")(M, seed=seed + k) for k, c in enumerate(chmms)]
+    return torch.stack([d.X for d in draw]), torch.stack([d.y for d in draw])
+
+
+def train_source(chmms: list[CHMM], H: int, M_source: int, config: TrainingConfig = SOURCE_DEFAULT,
+                 M_val: int = 2000, lam: float = 0.0, patience: int = 0, seed: int = 0,
+                 progress: bool = True):
+    """Step (b) of the pipeline: train one source network per CHMM, with early stopping.
+
+    Returns ``(TrainingResult, W1_init)``: the trained stack (best validation epoch)
+    and the random initial stack (its first layer is a natural RF baseline).
+    """
+    H = check_positive_int("H", H)
+    M_source = check_positive_int("M_source", M_source)
+    M_val = check_positive_int("M_val", M_val)
+    Xs, ys = stack_samples(chmms, M_source, "source", seed)
+    Xv, yv = stack_samples(chmms, M_val, "source", seed + 10_000)
+    init = init_two_layer(len(chmms), H, chmms[0].D, seed=seed + 20_000, device=Xs.device, dtype=Xs.dtype)
+    res = train_two_layer(init, Xs, ys, epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
+                          lam=lam, X_val=Xv, y_val=yv, patience=patience, seed=seed, progress=progress,
+                          desc="source nets")
+    return res, init
+
+
+@dataclass
+class TransferCurves:
+    """Test errors of the learners vs target size.
+
+    ``M`` (n_M,) target sizes; ``H`` hidden width; ``errors[name]`` (n_M, K) test
+    errors per target size and realization; ``source_error`` (K,) test error of the
+    source networks on their own task; ``head_converged[name]`` (n_M, K) flags of
+    the logistic fits; ``config`` the parameters used.
+    """
+
+    M: np.ndarray
+    H: int
+    errors: dict[str, np.ndarray]
+    source_error: np.ndarray
+    source_epochs: np.ndarray
+    head_converged: dict[str, np.ndarray] = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+
+    @property
+    def alpha(self) -> np.ndarray:
+        """Samples per hidden unit, M / H (the paper's horizontal axis)."""
+        return self.M / self.H
+
+    def mean(self, name: str) -> np.ndarray:
+        return self.errors[name].mean(axis=1)
+
+    def sem(self, name: str) -> np.ndarray:
+        e = self.errors[name]
+        return e.std(axis=1, ddof=1) / np.sqrt(e.shape[1]) if e.shape[1] > 1 else np.zeros(e.shape[0])
+
+    def table(self) -> list[dict]:
+        """One row per target size: M, M/H and the mean error of each learner."""
+        rows = []
+        for i, M in enumerate(self.M):
+            row = {"M": int(M), "M/H": float(M / self.H)}
+            row.update({n: float(self.errors[n][i].mean()) for n in self.errors})
+            rows.append(row)
+        return rows
+
+
+def transfer_learning_curves(D: int, H: int, L_source: int, L_target: int, eta: float = 1.0,
+                             rho: float = 0.0, q: float = 1.0, M_grid=(25, 50, 100, 200, 400),
+                             M_source: int = 10_000, M_test: int = 5_000, realizations: int = 8,
+                             lam: float = 1e-4, learners=LEARNERS,
+                             source: TrainingConfig = SOURCE_DEFAULT,
+                             scratch: TrainingConfig = SCRATCH_DEFAULT,
+                             finetune: TrainingConfig = FINETUNE_DEFAULT,
+                             seed: int = 0, device="auto", progress: bool = True) -> TransferCurves:
+    """Learning curves of TF, RF, 2L and ft-TF on the CHMM (figure 2b of the paper, numerically).
+
+    Parameters
+    ----------
+    D, H, L_source, L_target : ints >= 1: input dimension, hidden width, latent dimensions.
+    eta, rho, q : the CHMM correlations (see :class:`tasknb.chmm.CHMM`).
+    M_grid : increasing target training-set sizes (ints >= 1).
+    M_source, M_test : source training-set size; target test-set size per realization.
+    realizations : K, the number of independent CHMMs averaged over (batched).
+    lam : float > 0, L2 strength on the last layer for every learner.
+    learners : subset of ("TF", "RF", "2L", "ft-TF").
+    source, scratch, finetune : TrainingConfig of the Adam runs.
+    seed : master seed; device : where to compute.
+    """
+    D, H = check_positive_int("D", D), check_positive_int("H", H)
+    M_grid = check_int_sequence("M_grid", M_grid, minimum=1)
+    M_source = check_positive_int("M_source", M_source)
+    M_test = check_positive_int("M_test", M_test)
+    K = check_positive_int("realizations", realizations)
+    lam = check_positive_real("lam", lam)
+    learners = list(learners)
+    for n in learners:
+        check_choice("learners", n, LEARNERS)
+    if "ft-TF" in learners and "TF" not in learners:
+        raise ValueError("learners: 'ft-TF' starts from the TF solution, so it needs 'TF' too")
+    seed = check_seed("seed", seed)
+    dev = get_device(device)
+    chmms = [CHMM(D, L_source, L_target, eta, rho, q, seed=seed + k, device=dev) for k in range(K)]
+
+    src, init = train_source(chmms, H, M_source, source, lam=lam, seed=seed, progress=progress)
+    Xs_test, ys_test = stack_samples(chmms, M_test, "source", seed + 30_000)
+    source_error = test_error(src.params, Xs_test, ys_test).cpu().numpy()
+    W1_tf = src.params.W1
+    W1_rf = init_two_layer(K, H, D, seed=seed + 40_000, device=dev).W1
+    Xt_test, yt_test = stack_samples(chmms, M_test, "target", seed + 50_000)
+
+    errors = {n: np.zeros((len(M_grid), K)) for n in learners}
+    conv = {n: np.zeros((len(M_grid), K), dtype=bool) for n in ("TF", "RF") if n in learners}
+    bar = tqdm(M_grid, desc="target sizes", disable=not progress)
+    for i, M in enumerate(bar):
+        X, y = stack_samples(chmms, M, "target", seed + 60_000 + 1000 * i)
+        heads = {}
+        for name, W1 in (("TF", W1_tf), ("RF", W1_rf)):
+            if name in learners:
+                fit = fit_logistic_head(features(W1, X), y, lam)
+                heads[name] = TwoLayerStack(W1, fit.w)
+                conv[name][i] = fit.converged.cpu().numpy()
+                errors[name][i] = test_error(heads[name], Xt_test, yt_test).cpu().numpy()
+        if "2L" in learners:
+            init2 = init_two_layer(K, H, D, seed=seed + 70_000 + i, device=dev)
+            r = train_two_layer(init2, X, y, epochs=scratch.epochs, lr=scratch.lr,
+                                batch_size=scratch.batch_size, lam=lam, seed=seed + i)
+            errors["2L"][i] = test_error(r.params, Xt_test, yt_test).cpu().numpy()
+        if "ft-TF" in learners:
+            r = train_two_layer(heads["TF"], X, y, epochs=finetune.epochs, lr=finetune.lr,
+                                batch_size=finetune.batch_size, lam=lam, seed=seed + i)
+            errors["ft-TF"][i] = test_error(r.params, Xt_test, yt_test).cpu().numpy()
+    config = dict(D=D, H=H, L_source=L_source, L_target=L_target, eta=eta, rho=rho, q=q,
+                  M_source=M_source, M_test=M_test, realizations=K, lam=lam, seed=seed,
+                  source=source, scratch=scratch, finetune=finetune, device=str(dev))
+    return TransferCurves(np.asarray(M_grid), H, errors, source_error, src.epochs.numpy(), conv, config)

@@ -1,0 +1,85 @@
+"""Input checks shared by every public function of tasknb.
+
+Each check raises ``ValueError`` (or ``TypeError``) with a message that names
+the offending parameter and states the allowed values, e.g.::
+
+    ValueError: rho must be in [0, 1], got 1.5
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Iterable
+
+
+def _is_real(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def check_real_in(name: str, value, low: float, high: float) -> float:
+    """Return ``float(value)`` if ``low <= value <= high``, else raise naming ``name``."""
+    if not _is_real(value) or not math.isfinite(float(value)):
+        raise ValueError(f"{name} must be a finite number in [{low:g}, {high:g}], got {value!r}")
+    value = float(value)
+    if not (low <= value <= high):
+        raise ValueError(f"{name} must be in [{low:g}, {high:g}], got {value:g}")
+    return value
+
+
+def check_positive_real(name: str, value, allow_zero: bool = False) -> float:
+    """Return ``float(value)`` if it is > 0 (or >= 0 with ``allow_zero``)."""
+    bound = ">= 0" if allow_zero else "> 0"
+    if not _is_real(value) or not math.isfinite(float(value)):
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    value = float(value)
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be a finite number {bound}, got {value:g}")
+    return value
+
+
+def check_positive_int(name: str, value, minimum: int = 1) -> int:
+    """Return ``int(value)`` if it is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if _is_real(value) and float(value).is_integer():
+            value = int(value)
+        else:
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return value
+
+
+def check_seed(name: str, value) -> int:
+    """Seeds are integers in [0, 2**63 - 1]."""
+    return check_positive_int(name, value, minimum=0)
+
+
+def check_choice(name: str, value, allowed: Iterable) -> object:
+    """Return ``value`` if it is one of ``allowed``."""
+    allowed = list(allowed)
+    if value not in allowed:
+        shown = ", ".join(repr(a) for a in allowed)
+        raise ValueError(f"{name} must be one of {shown}; got {value!r}")
+    return value
+
+
+def check_int_sequence(name: str, values, minimum: int = 0, maximum: int | None = None) -> list[int]:
+    """Return a list of ints, each within [minimum, maximum]; non-empty, no duplicates."""
+    try:
+        values = list(values)
+    except TypeError:
+        raise ValueError(f"{name} must be a non-empty sequence of integers, got {values!r}") from None
+    if not values:
+        raise ValueError(f"{name} must be a non-empty sequence of integers, got an empty one")
+    out = []
+    hi = "" if maximum is None else f", {maximum}"
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise ValueError(f"{name} must contain integers in [{minimum}{hi}], got {v!r}")
+        if v < minimum or (maximum is not None and v > maximum):
+            raise ValueError(f"{name} must contain integers in [{minimum}{hi}], got {v}")
+        out.append(int(v))
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name} must not repeat a value, got {out}")
+    return out
