@@ -212,3 +212,37 @@ class CHMM:
             "feature_cosine": self.feature_cosine(),
             "teacher_overlap": self.teacher_overlap(),
         }
+
+
+#: the parameters of a CHMM that a sweep may vary
+SWEEPABLE = ("eta", "rho", "q", "L_target", "D")
+
+
+def expected_label_agreement(overlap):
+    """P(sign(c.a) = sign(c.b)) for Gaussian c and directions of cosine ``overlap``: 1 - arccos(overlap)/pi."""
+    import numpy as np
+
+    return 1.0 - np.arccos(np.clip(overlap, -1.0, 1.0)) / np.pi
+
+
+def relatedness_sweep(param: str, values, base: dict, M: int = 20_000, seed: int = 0) -> dict[str, list[float]]:
+    """:meth:`CHMM.relatedness` for each value of one parameter, the others fixed by ``base``.
+
+    ``param`` is one of :data:`SWEEPABLE`; ``base`` holds the other CHMM keyword
+    arguments (``D``, ``L_source``, ``L_target``, ``eta``, ``rho``, ``q``, ``seed``).
+    Returns ``{"value": [...], "label_agreement": [...], "input_correlation": [...],
+    "feature_cosine": [...], "teacher_overlap": [...]}``.
+    """
+    from .validation import check_choice
+
+    check_choice("param", param, SWEEPABLE)
+    values = list(values)
+    if not values:
+        raise ValueError("values must be a non-empty sequence")
+    out: dict[str, list[float]] = {"value": []}
+    for v in values:
+        r = CHMM(**{**base, param: v}).relatedness(M=M, seed=seed)
+        out["value"].append(v)
+        for k, x in r.items():
+            out.setdefault(k, []).append(x)
+    return out

@@ -90,7 +90,8 @@ class TransferCurves:
     ``M`` (n_M,) target sizes; ``H`` hidden width; ``errors[name]`` (n_M, K) test
     errors per target size and realization; ``source_error`` (K,) test error of the
     source networks on their own task; ``head_converged[name]`` (n_M, K) flags of
-    the logistic fits; ``config`` the parameters used.
+    the logistic fits; ``config`` the parameters used; ``source_params`` the trained
+    source networks (``source_epochs`` is -1 where they were passed in).
     """
 
     M: np.ndarray
@@ -100,6 +101,7 @@ class TransferCurves:
     source_epochs: np.ndarray
     head_converged: dict[str, np.ndarray] = field(default_factory=dict)
     config: dict = field(default_factory=dict)
+    source_params: TwoLayerStack | None = None
 
     @property
     def alpha(self) -> np.ndarray:
@@ -130,7 +132,8 @@ def transfer_learning_curves(D: int, H: int, L_source: int, L_target: int, eta: 
                              source: TrainingConfig = SOURCE_DEFAULT,
                              scratch: TrainingConfig = SCRATCH_DEFAULT,
                              finetune: TrainingConfig = FINETUNE_DEFAULT,
-                             seed: int = 0, device="auto", progress: bool = True) -> TransferCurves:
+                             seed: int = 0, device="auto", progress: bool = True,
+                             source_params: TwoLayerStack | None = None) -> TransferCurves:
     """Learning curves of TF, RF, 2L and ft-TF on the CHMM (figure 2b of the paper, numerically).
 
     Parameters
@@ -144,6 +147,10 @@ def transfer_learning_curves(D: int, H: int, L_source: int, L_target: int, eta: 
     learners : subset of ("TF", "RF", "2L", "ft-TF").
     source, scratch, finetune : TrainingConfig of the Adam runs.
     seed : master seed; device : where to compute.
+    source_params : optional source networks from an earlier call with the same D, H,
+        L_source, realizations and seed (``curves.source_params``).  The source task of a
+        CHMM depends only on its seed, so a sweep over the target's eta, rho, q or L_target
+        can train the source networks once and reuse them.
     """
     D, H = check_positive_int("D", D), check_positive_int("H", H)
     M_grid = check_int_sequence("M_grid", M_grid, minimum=1)
@@ -160,10 +167,17 @@ def transfer_learning_curves(D: int, H: int, L_source: int, L_target: int, eta: 
     dev = get_device(device)
     chmms = [CHMM(D, L_source, L_target, eta, rho, q, seed=seed + k, device=dev) for k in range(K)]
 
-    src, init = train_source(chmms, H, M_source, source, lam=lam, seed=seed, progress=progress)
+    if source_params is None:
+        src = train_source(chmms, H, M_source, source, lam=lam, seed=seed, progress=progress)[0]
+        source_params, source_epochs = src.params, src.epochs.numpy()
+    else:
+        if (source_params.K, source_params.H, source_params.D) != (K, H, D):
+            raise ValueError(f"source_params must hold (K, H, D) = ({K}, {H}, {D}) networks, got "
+                             f"({source_params.K}, {source_params.H}, {source_params.D})")
+        source_epochs = np.full(K, -1)
     Xs_test, ys_test = stack_samples(chmms, M_test, "source", seed + 30_000)
-    source_error = test_error(src.params, Xs_test, ys_test).cpu().numpy()
-    W1_tf = src.params.W1
+    source_error = test_error(source_params, Xs_test, ys_test).cpu().numpy()
+    W1_tf = source_params.W1
     W1_rf = init_two_layer(K, H, D, seed=seed + 40_000, device=dev).W1
     Xt_test, yt_test = stack_samples(chmms, M_test, "target", seed + 50_000)
 
@@ -191,4 +205,5 @@ def transfer_learning_curves(D: int, H: int, L_source: int, L_target: int, eta: 
     config = dict(D=D, H=H, L_source=L_source, L_target=L_target, eta=eta, rho=rho, q=q,
                   M_source=M_source, M_test=M_test, realizations=K, lam=lam, seed=seed,
                   source=source, scratch=scratch, finetune=finetune, device=str(dev))
-    return TransferCurves(np.asarray(M_grid), H, errors, source_error, src.epochs.numpy(), conv, config)
+    return TransferCurves(np.asarray(M_grid), H, errors, source_error, source_epochs, conv, config,
+                          source_params)

@@ -83,3 +83,43 @@ def check_int_sequence(name: str, values, minimum: int = 0, maximum: int | None 
     if len(set(out)) != len(out):
         raise ValueError(f"{name} must not repeat a value, got {out}")
     return out
+
+
+def check_parameters(values: dict, spec: dict) -> dict:
+    """Validate a notebook's parameters in one call; return the checked values.
+
+    ``values`` is usually ``globals()`` of the notebook; ``spec`` maps each
+    parameter name to a rule:
+
+    ``("int", minimum)``             integer >= minimum
+    ``("real", low, high)``          float in [low, high]
+    ``("positive",)``                float > 0
+    ``("choice", allowed)``          one of ``allowed``
+    ``("ints", minimum)``            non-empty sequence of distinct integers >= minimum
+    ``("reals", low, high)``         non-empty sequence of floats in [low, high]
+
+    The first failing parameter raises ``ValueError`` naming it and its allowed values,
+    so a papermill run with a bad ``-p`` stops at once with a clear message.
+    """
+    out = {}
+    for name, rule in spec.items():
+        if name not in values:
+            raise ValueError(f"parameter {name!r} is missing from the parameters cell")
+        v, kind = values[name], rule[0]
+        if kind == "int":
+            out[name] = check_positive_int(name, v, minimum=rule[1])
+        elif kind == "real":
+            out[name] = check_real_in(name, v, rule[1], rule[2])
+        elif kind == "positive":
+            out[name] = check_positive_real(name, v)
+        elif kind == "choice":
+            out[name] = check_choice(name, v, rule[1])
+        elif kind == "ints":
+            out[name] = check_int_sequence(name, v, minimum=rule[1])
+        elif kind == "reals":
+            if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__") or len(list(v)) == 0:
+                raise ValueError(f"{name} must be a non-empty list of numbers in [{rule[1]:g}, {rule[2]:g}], got {v!r}")
+            out[name] = [check_real_in(name, x, rule[1], rule[2]) for x in v]
+        else:
+            raise ValueError(f"unknown rule {kind!r} for parameter {name!r}")
+    return out
