@@ -35,7 +35,7 @@ from .device import generator, get_device
 from .validation import check_choice, check_positive_int, check_positive_real, check_seed
 
 __all__ = [
-    "TwoLayerStack", "init_two_layer", "features", "predict", "test_error", "bce_loss",
+    "TwoLayerStack", "init_two_layer", "features", "predict", "classification_error", "bce_loss",
     "fit_logistic_head", "HeadFit", "train_two_layer", "TrainingResult",
 ]
 
@@ -114,7 +114,7 @@ def predict(params: TwoLayerStack, X: torch.Tensor) -> torch.Tensor:
     return vmap(_logits_one)(params.W1, params.w2, X)
 
 
-def test_error(params: TwoLayerStack, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def classification_error(params: TwoLayerStack, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Fraction of sign mistakes of each model on its own test set: (K,)."""
     f = predict(params, X)
     return (torch.sign(f) != y).to(torch.float64).mean(dim=1)

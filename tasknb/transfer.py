@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .chmm import CHMM
 from .device import get_device
-from .learners import (TwoLayerStack, features, fit_logistic_head, init_two_layer, test_error,
+from .learners import (TwoLayerStack, features, fit_logistic_head, init_two_layer, classification_error,
                        train_two_layer)
 from .validation import check_choice, check_int_sequence, check_positive_int, check_positive_real, check_seed
 
@@ -176,7 +176,7 @@ def transfer_learning_curves(D: int, H: int, L_source: int, L_target: int, eta: 
                              f"({source_params.K}, {source_params.H}, {source_params.D})")
         source_epochs = np.full(K, -1)
     Xs_test, ys_test = stack_samples(chmms, M_test, "source", seed + 30_000)
-    source_error = test_error(source_params, Xs_test, ys_test).cpu().numpy()
+    source_error = classification_error(source_params, Xs_test, ys_test).cpu().numpy()
     W1_tf = source_params.W1
     W1_rf = init_two_layer(K, H, D, seed=seed + 40_000, device=dev).W1
     Xt_test, yt_test = stack_samples(chmms, M_test, "target", seed + 50_000)
@@ -192,16 +192,16 @@ def transfer_learning_curves(D: int, H: int, L_source: int, L_target: int, eta: 
                 fit = fit_logistic_head(features(W1, X), y, lam)
                 heads[name] = TwoLayerStack(W1, fit.w)
                 conv[name][i] = fit.converged.cpu().numpy()
-                errors[name][i] = test_error(heads[name], Xt_test, yt_test).cpu().numpy()
+                errors[name][i] = classification_error(heads[name], Xt_test, yt_test).cpu().numpy()
         if "2L" in learners:
             init2 = init_two_layer(K, H, D, seed=seed + 70_000 + i, device=dev)
             r = train_two_layer(init2, X, y, epochs=scratch.epochs, lr=scratch.lr,
                                 batch_size=scratch.batch_size, lam=lam, seed=seed + i)
-            errors["2L"][i] = test_error(r.params, Xt_test, yt_test).cpu().numpy()
+            errors["2L"][i] = classification_error(r.params, Xt_test, yt_test).cpu().numpy()
         if "ft-TF" in learners:
             r = train_two_layer(heads["TF"], X, y, epochs=finetune.epochs, lr=finetune.lr,
                                 batch_size=finetune.batch_size, lam=lam, seed=seed + i)
-            errors["ft-TF"][i] = test_error(r.params, Xt_test, yt_test).cpu().numpy()
+            errors["ft-TF"][i] = classification_error(r.params, Xt_test, yt_test).cpu().numpy()
     config = dict(D=D, H=H, L_source=L_source, L_target=L_target, eta=eta, rho=rho, q=q,
                   M_source=M_source, M_test=M_test, realizations=K, lam=lam, seed=seed,
                   source=source, scratch=scratch, finetune=finetune, device=str(dev))

@@ -1,0 +1,90 @@
+"""Every notebook executes headlessly with papermill (quick profile), is paired with its
+.ipynb, and rejects bad parameters with a message naming them."""
+from pathlib import Path
+
+import jupytext
+import pytest
+
+from tasknb import runner
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = runner.list_notebooks(REPO)
+
+
+def test_notebooks_are_found():
+    assert {"c1", "c2"} <= set(NOTEBOOKS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("nb_id", list(NOTEBOOKS))
+def test_notebook_executes_in_quick_profile(executed_notebooks, nb_id):
+    _, results = executed_notebooks
+    path, error = results[nb_id]
+    assert error is None, f"{nb_id} failed under papermill: {error}"
+    nb = jupytext.read(path)
+    text = "".join(str(o.get("text", "")) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "all checks passed" in text, f"{nb_id}: its Checks section did not report success"
+
+
+def _cells(nb):
+    return [(c.cell_type, c.source.strip(), tuple(c.metadata.get("tags", ()))) for c in nb.cells]
+
+
+@pytest.mark.parametrize("nb_id", list(NOTEBOOKS))
+def test_jupytext_pairing_is_consistent(nb_id):
+    md = NOTEBOOKS[nb_id]
+    ipynb = md.with_suffix(".ipynb")
+    assert ipynb.exists(), f"{ipynb} is missing: run `make pair`"
+    text_nb, paired_nb = jupytext.read(md), jupytext.read(ipynb)
+    assert "md:myst" in text_nb.metadata["jupytext"]["formats"] and "ipynb" in text_nb.metadata["jupytext"]["formats"]
+    assert _cells(text_nb) == _cells(paired_nb), f"{md.name} and {ipynb.name} differ: run `make pair`"
+    assert all(not c.get("outputs") for c in paired_nb.cells if c.cell_type == "code"), "commit .ipynb without outputs"
+
+
+@pytest.mark.parametrize("nb_id", list(NOTEBOOKS))
+def test_notebook_conventions(nb_id):
+    nb = jupytext.read(NOTEBOOKS[nb_id])
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "parameters" in code[0].metadata.get("tags", []), "the first code cell must be tagged `parameters`"
+    assert any(c.cell_type == "markdown" and c.source.lstrip().startswith("## Checks") for c in nb.cells)
+    assert "check_parameters(" in code[1].source, "parameters must be validated right after the parameters cell"
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("nb_id, name, value, message", [
+    ("c1", "rho", 1.5, r"rho must be in \[0, 1\]"),
+    ("c2", "q", 2.0, r"q must be in \[-1, 1\]"),
+])
+def test_bad_notebook_parameter_stops_with_its_name(tmp_path, nb_id, name, value, message):
+    import re
+
+    with pytest.raises(Exception) as info:
+        runner.execute([nb_id], out_dir=tmp_path, parameters={name: value}, root=REPO, log=lambda *_: None)
+    assert re.search(message, str(info.value)), str(info.value)[-2000:]
+
+
+def test_runner_validates_profile_and_ids(tmp_path):
+    with pytest.raises(ValueError, match="profile must be one of 'quick', 'full'"):
+        runner.execute(["c1"], profile="huge", out_dir=tmp_path, root=REPO)
+    with pytest.raises(ValueError, match="notebooks must be one of"):
+        runner.execute(["z9"], out_dir=tmp_path, root=REPO)
+
+
+@pytest.mark.parametrize("nb_id", list(NOTEBOOKS))
+def test_full_profile_has_parameters_for_every_notebook(nb_id):
+    import yaml
+
+    params = runner.profile_parameters(NOTEBOOKS[nb_id], "full")
+    assert params, f"notebooks/.../full/{nb_id}.yml is empty"
+    nb = jupytext.read(NOTEBOOKS[nb_id])
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    names = {line.split("=")[0].strip() for line in cell.source.splitlines() if "=" in line and not line.startswith("#")}
+    assert set(params) <= names, f"full/{nb_id}.yml sets unknown parameters {set(params) - names}"
+    assert runner.profile_parameters(NOTEBOOKS[nb_id], "quick") == {}
+
+
+def test_runner_cli_lists_notebooks(capsys):
+    assert runner.main(["--list"]) == 0
+    out = capsys.readouterr().out
+    assert "c1" in out and "c2" in out
