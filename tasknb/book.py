@@ -5,7 +5,7 @@ The book never executes code (``execute_notebooks: off`` in ``_config.yml``):
 mirrors the repository (``<executed>/notebooks/part_c/c1_chmm_generator.ipynb``),
 and :func:`build` renders those files together with the prose pages.
 
-It stages a source tree in ``_build/book_src/`` (``_config.yml``, ``_toc.yml``,
+It stages a source tree beside the output (``_build/html_src/`` for ``_build/html``) (``_config.yml``, ``_toc.yml``,
 ``book/`` and the executed ``notebooks/**.ipynb``), runs ``jupyter-book build``
 on it with warnings treated as errors, so a broken reference, a missing page or
 a bad notebook fails the build, and copies the HTML to ``html_dir``.
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -112,7 +113,7 @@ def build(executed_dir: str | Path = "_build/executed", html_dir: str | Path = "
     if not executed.is_dir():
         raise FileNotFoundError(f"executed_dir {executed} does not exist; run `python -m tasknb.runner` first")
 
-    source = root / "_build" / "book_src"
+    source = html.parent / f"{html.name}_src"   # staging beside the output, so builds to other folders never clash
     count = _stage(root, executed, source)
     if count == 0:
         raise FileNotFoundError(f"executed_dir {executed} holds no .ipynb; run `python -m tasknb.runner` first")
@@ -122,7 +123,7 @@ def build(executed_dir: str | Path = "_build/executed", html_dir: str | Path = "
     start = time.perf_counter()
     result = subprocess.run(command, cwd=source, capture_output=True, text=True)
     seconds = time.perf_counter() - start
-    log = (result.stdout + "\n" + result.stderr).strip().splitlines()
+    log = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + "\n" + result.stderr).strip().splitlines()
     built = source / "_build" / "html"
     if result.returncode != 0 or not (built / "index.html").is_file():
         tail = "\n".join(log[-LOG_TAIL_LINES:])

@@ -53,7 +53,7 @@ class FramePlayer(ipywidgets.VBox):
         One slider per parameter, in the order of the grid.
     stacks : list of list of ipywidgets.Stack
         ``stacks[level]`` holds every Stack switched by ``sliders[level]``.
-    links : list of ipywidgets.Link
+    links : list of ipywidgets.widgets.widget_link.Link
         The browser-side links ``slider.index -> stack.selected_index``.
     images : list of ipywidgets.Image
         The frames, in row-major order over the grid.
@@ -173,6 +173,7 @@ def frame_grid(
     render: Callable[..., Figure | bytes],
     grid: Mapping[str, Sequence],
     dpi: int = 80,
+    labels: Mapping[str, str] | None = None,
 ) -> FramePlayer:
     """Sliders over a grid of 1 to 3 parameters, every combination precomputed.
 
@@ -195,6 +196,9 @@ def frame_grid(
         The number of frames is the product of the lengths.
     dpi : int, default 80
         Resolution of the frames.
+    labels : mapping of str to str, optional
+        Names shown on the sliders when they differ from the keyword names,
+        e.g. ``{"eta": "η"}`` for ``render(eta=...)``.
 
     Returns
     -------
@@ -229,6 +233,10 @@ def frame_grid(
             raise ValueError(f"grid[{name!r}] must be a non-empty list of values, got an empty one")
         value_lists.append(values)
     dpi = _check_dpi(dpi)
+    labels = dict(labels or {})
+    unknown = sorted(set(labels) - set(names))
+    if unknown:
+        raise ValueError(f"labels names parameters not in grid: {unknown}; grid has {names}")
 
     combinations = list(itertools.product(*value_lists))
     shape = " × ".join(str(len(values)) for values in value_lists)
@@ -240,7 +248,7 @@ def frame_grid(
             images.append(_image(_to_png(frame, dpi, f"render({label})")))
             bar.update(1)
 
-    sliders = [_slider(name, values, None) for name, values in zip(names, value_lists)]
+    sliders = [_slider(labels.get(name, name), values, None) for name, values in zip(names, value_lists)]
     stacks: list[list[ipywidgets.Stack]] = [[] for _ in names]
 
     def build(level: int, offset: int) -> ipywidgets.Stack:
