@@ -41,6 +41,7 @@ pair:
 
 bench: setup
 	$(PY) benchmarks/bench_batched_training.py
+	$(PY) benchmarks/bench_replica_slice.py
 
 clean:
 	rm -rf _build

@@ -8,6 +8,7 @@ Modules, one concept each:
 ``tasks``       task constructors: class subsets, super-classes, relabelings, random labels
 ``chmm``        the correlated hidden manifold model (Gerace et al. 2022, sec. 2.1)
 ``learners``    two-layer nets trained many-at-once, logistic heads, TF / RF / 2L / ft-TF
+``replica``     the replica saddle-point solver (Gaussian covariate model, logistic / ridge)
 ``plotting``    the figure theme
 ``widgets``     sliders over precomputed frames that work with or without a kernel
 ``runner``      papermill execution of the notebooks under a profile

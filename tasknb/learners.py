@@ -190,7 +190,11 @@ def fit_logistic_head(V: torch.Tensor, y: torch.Tensor, lam: float, max_iter: in
             break
         curv = p * (1 - p)                                            # (K, M)
         Hess = A.transpose(1, 2) @ (curv.unsqueeze(-1) * A) + lam * eye
-        step = torch.linalg.solve(Hess, grad.unsqueeze(-1)).squeeze(-1)
+        chol, info = torch.linalg.cholesky_ex(Hess)                   # Hess is SPD (lam > 0)
+        if bool((info != 0).any()):
+            raise FloatingPointError("fit_logistic_head: the Hessian lost positive definiteness "
+                                     "(features too large for float64?); rescale V or raise lam")
+        step = torch.cholesky_solve(grad.unsqueeze(-1), chol).squeeze(-1)
         t = torch.ones(K, dtype=torch.float64, device=V.device)
         active = ~converged
         new_w = w.clone()
