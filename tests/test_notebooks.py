@@ -46,7 +46,8 @@ def test_notebook_conventions(nb_id):
     nb = jupytext.read(NOTEBOOKS[nb_id])
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert "parameters" in code[0].metadata.get("tags", []), "the first code cell must be tagged `parameters`"
-    assert any(c.cell_type == "markdown" and c.source.lstrip().startswith("## Checks") for c in nb.cells)
+    assert any(c.cell_type == "markdown" and "## Checks" in c.source.splitlines() for c in nb.cells), \
+        "the notebook must end with a `## Checks` section"
     assert "check_parameters(" in code[1].source, "parameters must be validated right after the parameters cell"
     assert nb.metadata["kernelspec"]["name"] == "python3"
 
