@@ -1,0 +1,137 @@
+"""Phase diagrams of transfer on the CHMM: figures 3 and A.1 of Gerace et al. (2022).
+
+A diagram varies one correlation knob of the target task (``q``, ``eta`` or ``rho``)
+against the number of target samples per hidden unit, alpha = M / H, and shows the
+test-error difference between two learners.  The TF and RF errors come from the replica
+theory (:mod:`tasknb.replica` on the Monte-Carlo moments of :mod:`tasknb.gaussian_equivalence`);
+2L and ft-TF have no theory and are trained numerically on a coarser grid.
+
+The source task of a CHMM depends only on its seed, so one set of source networks serves
+the whole diagram; when the knob leaves the target features unchanged (``q``), one
+Monte-Carlo estimate of the moments per realization serves every value, the teachers being
+stacked into one solver call.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .chmm import CHMM
+from .gaussian_equivalence import estimate_covariances
+from .learners import TwoLayerStack
+from .replica import solve_saddle_point
+from .transfer import FINETUNE_DEFAULT, SCRATCH_DEFAULT, TrainingConfig, transfer_learning_curves
+from .validation import check_choice, check_int_sequence, check_positive_int, check_positive_real, check_seed
+
+__all__ = ["KNOBS", "PhaseDiagram", "theory_over_targets", "phase_diagram"]
+
+#: the knobs a diagram can vary
+KNOBS = ("q", "eta", "rho")
+
+
+def theory_over_targets(W1: torch.Tensor, targets: list[list[CHMM]], alphas, lam: float,
+                        n_samples: int = 20_000, seed: int = 0, **solver_kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """Replica test error of frozen first layers on many target tasks.
+
+    W1 (K, H, D) holds one first layer per realization; ``targets[i][k]`` is the CHMM of
+    knob value i and realization k.  Realizations whose target features are equal across
+    values share one Monte-Carlo estimate and one solver call (teachers stacked).
+    Returns ``(eps, converged)``, both of shape (n_values, K, len(alphas)).
+    """
+    if W1.dim() != 3 or any(len(row) != W1.shape[0] for row in targets):
+        raise ValueError(f"targets must be a list (values) of lists of K = {W1.shape[0]} CHMMs")
+    lam = check_positive_real("lam", lam)
+    n_v, K = len(targets), W1.shape[0]
+    alphas = np.atleast_1d(np.asarray(alphas, dtype=float))
+    eps = np.zeros((n_v, K, alphas.size))
+    conv = np.zeros((n_v, K, alphas.size), dtype=bool)
+    for k in range(K):
+        groups: list[tuple[torch.Tensor, list[int]]] = []
+        for i in range(n_v):
+            F = targets[i][k].F_target
+            for F_g, members in groups:
+                if F_g.shape == F.shape and torch.equal(F_g, F):
+                    members.append(i)
+                    break
+            else:
+                groups.append((F, [i]))
+        for _, members in groups:
+            mom = estimate_covariances(W1[k], targets[members[0]][k], n_samples=n_samples, seed=seed + k)
+            thetas = torch.stack([targets[i][k].theta_target for i in members]).to(torch.float64)
+            sp = solve_saddle_point(mom.Omega, mom.Phi, thetas, alphas, lam, device=W1.device, **solver_kwargs)
+            eps[members, k] = sp.eps_g
+            conv[members, k] = sp.converged
+    return eps, conv
+
+
+@dataclass
+class PhaseDiagram:
+    """Errors over (knob value, alpha) for each learner, averaged over realizations.
+
+    ``theory[name]`` (n_values, n_alpha) for TF and RF on ``alpha``;
+    ``numerics[name]`` (n_values, n_M) for TF, 2L and ft-TF on ``M_numerics / H``;
+    ``converged`` (n_values, n_alpha) all TF and RF solver points converged.
+    """
+
+    knob: str
+    values: np.ndarray
+    alpha: np.ndarray
+    theory: dict[str, np.ndarray]
+    alpha_numerics: np.ndarray
+    numerics: dict[str, np.ndarray] = field(default_factory=dict)
+    converged: np.ndarray | None = None
+
+    def gain(self, a: str, b: str, numerics: bool = False) -> np.ndarray:
+        """err(a) - err(b): negative where ``a`` is the better learner."""
+        table = self.numerics if numerics else self.theory
+        return table[a] - table[b]
+
+
+def phase_diagram(knob: str, values, base: dict, alphas, lam: float, source_params: TwoLayerStack,
+                  rf_W1: torch.Tensor, M_numerics=(), numeric_learners=("TF", "2L", "ft-TF"),
+                  scratch: TrainingConfig = SCRATCH_DEFAULT, finetune: TrainingConfig = FINETUNE_DEFAULT,
+                  n_samples: int = 20_000, M_test: int = 2_000, seed: int = 0, device="auto") -> PhaseDiagram:
+    """One phase diagram of figure 3 / A.1: ``knob`` in ("q", "eta", "rho") against alpha.
+
+    Parameters
+    ----------
+    knob, values : the varied correlation and its values.
+    base : the other CHMM keywords (D, L_source, L_target, eta, rho, q), the seed excepted.
+    alphas : M / H values for the theory (TF and RF).
+    lam : ridge of every learner.
+    source_params : the trained source networks (K of them, realization k on seed + k).
+    rf_W1 : (K, H, D) random first layers for RF.
+    M_numerics : target sizes at which 2L, ft-TF (and TF, for reference) are trained; () skips.
+    n_samples : Monte-Carlo samples for the moments.
+    """
+    check_choice("knob", knob, KNOBS)
+    values = np.asarray(list(values), dtype=float)
+    if values.size == 0:
+        raise ValueError("values must be a non-empty sequence")
+    lam = check_positive_real("lam", lam)
+    n_samples = check_positive_int("n_samples", n_samples, minimum=2)
+    seed = check_seed("seed", seed)
+    K, H, D = source_params.K, source_params.H, source_params.D
+    targets = [[CHMM(**{**base, knob: float(v)}, seed=seed + k, device=device) for k in range(K)] for v in values]
+    alphas = np.atleast_1d(np.asarray(alphas, dtype=float))
+    theory, conv = {}, np.ones((values.size, alphas.size), dtype=bool)
+    for name, W in (("TF", source_params.W1), ("RF", rf_W1)):
+        eps, c = theory_over_targets(W, targets, alphas, lam, n_samples=n_samples, seed=seed)
+        theory[name] = eps.mean(1)
+        conv &= c.all(1)
+    numerics = {}
+    if len(M_numerics):
+        M_numerics = check_int_sequence("M_numerics", M_numerics, minimum=1)
+        for name in numeric_learners:
+            numerics[name] = np.zeros((values.size, len(M_numerics)))
+        for i, v in enumerate(values):
+            c = transfer_learning_curves(D, H, base["L_source"], base["L_target"],
+                                         **{kk: base[kk] for kk in ("eta", "rho", "q")} | {knob: float(v)},
+                                         M_grid=M_numerics, M_test=M_test, realizations=K, lam=lam,
+                                         learners=numeric_learners, scratch=scratch, finetune=finetune,
+                                         seed=seed, device=device, progress=False, source_params=source_params)
+            for name in numeric_learners:
+                numerics[name][i] = c.mean(name)
+    return PhaseDiagram(knob, values, alphas, theory, np.asarray(M_numerics, dtype=float) / H, numerics, conv)
