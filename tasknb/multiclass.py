@@ -42,14 +42,15 @@ from tqdm.auto import tqdm
 from .chmm import CHMM, CHMMSample
 from .device import generator, get_device
 from .learners import HeadFit, TrainingResult, features
-from .transfer import LEARNERS, SCRATCH_DEFAULT, FINETUNE_DEFAULT, SOURCE_DEFAULT, TrainingConfig, TransferCurves
+from .transfer import (FINETUNE_DEFAULT, LEARNERS, SCRATCH_DEFAULT, SOURCE_DEFAULT, NetworkFamily, TrainingConfig,
+                       TransferCurves, fit_target_learners)
 from .validation import (check_choice, check_int_sequence, check_positive_int, check_positive_real,
                          check_real_in, check_seed)
 
 __all__ = [
     "MulticlassCHMM", "multiclass_labels", "SoftmaxStack", "init_softmax_net", "softmax_logits",
     "softmax_error", "cross_entropy", "fit_softmax_head", "train_softmax_net", "stack_multiclass_samples",
-    "train_multiclass_source", "multiclass_transfer_curves", "GainMap", "multiclass_gain_map",
+    "train_multiclass_source", "softmax_family", "multiclass_transfer_curves", "GainMap", "multiclass_gain_map",
     "AsymmetricTransfer", "asymmetric_transfer", "plot_gain_map", "plot_asymmetric_gain",
 ]
 
@@ -440,6 +441,18 @@ def train_softmax_net(params: SoftmaxStack, X: torch.Tensor, y: torch.Tensor, *,
 
 
 # ============================================================================ transfer protocol
+
+def softmax_family(K: int, H: int, D: int, n_classes: int, device, max_iter: int = 200) -> NetworkFamily:
+    """K softmax networks (C = ``n_classes`` outputs) for :func:`tasknb.transfer.fit_target_learners`."""
+    def train(net, X, y, config, lam, seed):
+        return train_softmax_net(net, X, y, epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
+                                 lam=lam, seed=seed)
+
+    return NetworkFamily(init=lambda seed: init_softmax_net(K, H, D, n_classes, seed=seed, device=device),
+                         fit_head=lambda V, y, lam: fit_softmax_head(V, y, n_classes, lam, max_iter=max_iter),
+                         attach=SoftmaxStack, error=softmax_error, train=train)
+
+
 def stack_multiclass_samples(chmms: list[MulticlassCHMM], M: int, which: str, seed: int):
     """M examples from each model, stacked: X (K, M, D), y (K, M) int64; realization k uses ``seed + k``."""
     check_choice("which", which, ("source", "target"))
@@ -527,24 +540,15 @@ def multiclass_transfer_curves(D: int, H: int, L_source: int, L_target: int, n_c
 
     errors = {n: np.zeros((len(M_grid), K)) for n in learners}
     conv = {n: np.zeros((len(M_grid), K), dtype=bool) for n in ("TF", "RF") if n in learners}
+    family = softmax_family(K, H, D, C, dev, max_iter=max_iter)
     for i, M in enumerate(tqdm(M_grid, desc="target sizes", disable=not progress)):
         X, y = stack_multiclass_samples(chmms, M, "target", seed + 60_000 + 1000 * i)
-        heads = {}
-        for name, W1 in (("TF", W1_tf), ("RF", W1_rf)):
-            if name in learners:
-                fit = fit_softmax_head(features(W1, X), y, C, lam, max_iter=max_iter)
-                heads[name] = SoftmaxStack(W1, fit.w)
-                conv[name][i] = fit.converged.cpu().numpy()
-                errors[name][i] = softmax_error(heads[name], Xt_test, yt_test).cpu().numpy()
-        if "2L" in learners:
-            init2 = init_softmax_net(K, H, D, C, seed=seed + 70_000 + i, device=dev)
-            r = train_softmax_net(init2, X, y, epochs=scratch.epochs, lr=scratch.lr,
-                                  batch_size=scratch.batch_size, lam=lam, seed=seed + i)
-            errors["2L"][i] = softmax_error(r.params, Xt_test, yt_test).cpu().numpy()
-        if "ft-TF" in learners:
-            r = train_softmax_net(heads["TF"], X, y, epochs=finetune.epochs, lr=finetune.lr,
-                                  batch_size=finetune.batch_size, lam=lam, seed=seed + i)
-            errors["ft-TF"][i] = softmax_error(r.params, Xt_test, yt_test).cpu().numpy()
+        err_i, conv_i = fit_target_learners(family, W1_tf, W1_rf, X, y, Xt_test, yt_test, learners, lam,
+                                            scratch, finetune, init_seed=seed + 70_000 + i, train_seed=seed + i)
+        for name in err_i:
+            errors[name][i] = err_i[name]
+        for name in conv_i:
+            conv[name][i] = conv_i[name]
     config = dict(D=D, H=H, L_source=L_source, L_target=L_target, n_classes=C, eta=eta, rho=rho, q=q,
                   M_source=M_source, M_test=M_test, realizations=K, lam=lam, seed=seed,
                   source=source, scratch=scratch, finetune=finetune, device=str(dev))

@@ -38,10 +38,10 @@ from tqdm.auto import tqdm
 
 from .data import DATASETS, load_dataset
 from .device import generator, get_device
-from .learners import TwoLayerStack, classification_error, features, fit_logistic_head, init_two_layer, train_two_layer
+from .learners import TwoLayerStack, classification_error, init_two_layer, train_two_layer
 from .tasks import EVEN_ODD, LESS_THAN_5, binary_relabel
 from .transfer import (FINETUNE_DEFAULT, LEARNERS, SCRATCH_DEFAULT, SOURCE_DEFAULT, TrainingConfig,
-                       TransferCurves)
+                       TransferCurves, binary_family, fit_target_learners)
 from .validation import (check_choice, check_int_sequence, check_positive_int, check_positive_real, check_real_in,
                          check_seed)
 
@@ -473,24 +473,15 @@ def learning_curves_on_tasks(source_X: torch.Tensor, source_y: torch.Tensor, tar
 
     errors = {n: np.zeros((len(M_grid), K)) for n in learners}
     conv = {n: np.zeros((len(M_grid), K), dtype=bool) for n in ("TF", "RF") if n in learners}
+    family = binary_family(K, H, D, dev, dtype)
     for i, M in enumerate(tqdm(M_grid, desc=desc, disable=not progress, leave=False)):
         X, y = gather(target_X, target_y, perms[:, :M])
-        heads = {}
-        for name, W1 in (("TF", W1_tf), ("RF", W1_rf)):
-            if name in learners:
-                fit = fit_logistic_head(features(W1, X), y, lam)
-                heads[name] = TwoLayerStack(W1, fit.w)
-                conv[name][i] = fit.converged.cpu().numpy()
-                errors[name][i] = classification_error(heads[name], Xt_test, yt_test).cpu().numpy()
-        if "2L" in learners:
-            init2 = init_two_layer(K, H, D, seed=seed + 70_000 + i, device=dev, dtype=dtype)
-            r = train_two_layer(init2, X, y, epochs=scratch.epochs, lr=scratch.lr,
-                                batch_size=scratch.batch_size, lam=lam, seed=seed + i)
-            errors["2L"][i] = classification_error(r.params, Xt_test, yt_test).cpu().numpy()
-        if "ft-TF" in learners:
-            r = train_two_layer(heads["TF"], X, y, epochs=finetune.epochs, lr=finetune.lr,
-                                batch_size=finetune.batch_size, lam=lam, seed=seed + i)
-            errors["ft-TF"][i] = classification_error(r.params, Xt_test, yt_test).cpu().numpy()
+        err_i, conv_i = fit_target_learners(family, W1_tf, W1_rf, X, y, Xt_test, yt_test, learners, lam,
+                                            scratch, finetune, init_seed=seed + 70_000 + i, train_seed=seed + i)
+        for name in err_i:
+            errors[name][i] = err_i[name]
+        for name in conv_i:
+            conv[name][i] = conv_i[name]
     config = dict(D=D, H=H, M_source=M_source, M_val=M_val, M_test=n_test, realizations=K, lam=lam,
                   seed=seed, patience=patience, source=source, scratch=scratch, finetune=finetune,
                   device=str(dev))

@@ -12,6 +12,7 @@ Everything is batched over the K realizations (see :mod:`tasknb.learners`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -23,8 +24,8 @@ from .learners import (TwoLayerStack, features, fit_logistic_head, init_two_laye
                        train_two_layer)
 from .validation import check_choice, check_int_sequence, check_positive_int, check_positive_real, check_seed
 
-__all__ = ["LEARNERS", "TrainingConfig", "TransferCurves", "stack_samples", "train_source",
-           "transfer_learning_curves"]
+__all__ = ["LEARNERS", "TrainingConfig", "TransferCurves", "NetworkFamily", "binary_family",
+           "fit_target_learners", "stack_samples", "train_source", "transfer_learning_curves"]
 
 #: the four learners, in the order the book plots them
 LEARNERS = ("TF", "RF", "2L", "ft-TF")
@@ -50,6 +51,65 @@ SOURCE_DEFAULT = TrainingConfig(200, 1e-3, 50)
 SCRATCH_DEFAULT = TrainingConfig(200, 0.1, 1000)
 #: appendix D: ft-TF (lr 0.01, batch 1000, 200 epochs)
 FINETUNE_DEFAULT = TrainingConfig(200, 0.01, 1000)
+
+
+@dataclass(frozen=True)
+class NetworkFamily:
+    """The operations step 2 of the protocol needs, for one kind of two-layer network.
+
+    ``init(seed)`` K fresh networks with N(0, 1) weights; ``fit_head(V, y, lam)`` the frozen-feature
+    read-out on features V (K, M, H), returning an object with ``.w`` and ``.converged`` (K,);
+    ``attach(W1, w)`` a network from a first layer and a read-out; ``error(net, X, y)`` the (K,)
+    test errors; ``train(net, X, y, config, lam, seed)`` an Adam run (a :class:`TrainingConfig`)
+    returning an object with ``.params``.  :func:`binary_family` gives the binary networks of
+    eq. (6); :mod:`tasknb.multiclass` gives the softmax ones.
+    """
+
+    init: Callable
+    fit_head: Callable
+    attach: Callable
+    error: Callable
+    train: Callable
+
+
+def binary_family(K: int, H: int, D: int, device, dtype: torch.dtype = torch.float32) -> NetworkFamily:
+    """K binary two-layer networks of width H on D inputs: logistic heads, Adam on eq. (6)."""
+    def train(net, X, y, config, lam, seed):
+        return train_two_layer(net, X, y, epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
+                               lam=lam, seed=seed)
+
+    return NetworkFamily(init=lambda seed: init_two_layer(K, H, D, seed=seed, device=device, dtype=dtype),
+                         fit_head=fit_logistic_head, attach=TwoLayerStack, error=classification_error,
+                         train=train)
+
+
+def fit_target_learners(family: NetworkFamily, W1_tf: torch.Tensor, W1_rf: torch.Tensor, X: torch.Tensor,
+                        y: torch.Tensor, X_test: torch.Tensor, y_test: torch.Tensor, learners, lam: float,
+                        scratch: TrainingConfig, finetune: TrainingConfig, init_seed: int,
+                        train_seed: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Step 2 of the protocol (sec. 2.2, app. D) at one target size, for K realizations at once.
+
+    Fits the learners named in ``learners`` on the target examples X (K, M, D), y (K, M):
+    TF (``W1_tf`` (K, H, D) frozen + read-out), RF (``W1_rf`` frozen + read-out), 2L (fresh
+    networks drawn with ``init_seed``, Adam with ``scratch``) and ft-TF (Adam with ``finetune``
+    on both layers, starting from TF); the Adam runs shuffle with ``train_seed``.  Returns
+    ``(errors, converged)``: ``errors[name]`` (K,) test errors on X_test, y_test and
+    ``converged[name]`` (K,) flags of the TF and RF read-outs.
+    """
+    errors, converged, heads = {}, {}, {}
+    for name, W1 in (("TF", W1_tf), ("RF", W1_rf)):
+        if name in learners:
+            fit = family.fit_head(features(W1, X), y, lam)
+            heads[name] = family.attach(W1, fit.w)
+            converged[name] = fit.converged.cpu().numpy()
+            errors[name] = family.error(heads[name], X_test, y_test).cpu().numpy()
+    if "2L" in learners:
+        r = family.train(family.init(init_seed), X, y, scratch, lam, train_seed)
+        errors["2L"] = family.error(r.params, X_test, y_test).cpu().numpy()
+    if "ft-TF" in learners:
+        r = family.train(heads["TF"], X, y, finetune, lam, train_seed)
+        errors["ft-TF"] = family.error(r.params, X_test, y_test).cpu().numpy()
+    return errors, converged
 
 
 def stack_samples(chmms: list[CHMM], M: int, which: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -183,25 +243,16 @@ def transfer_learning_curves(D: int, H: int, L_source: int, L_target: int, eta: 
 
     errors = {n: np.zeros((len(M_grid), K)) for n in learners}
     conv = {n: np.zeros((len(M_grid), K), dtype=bool) for n in ("TF", "RF") if n in learners}
+    family = binary_family(K, H, D, dev)
     bar = tqdm(M_grid, desc="target sizes", disable=not progress)
     for i, M in enumerate(bar):
         X, y = stack_samples(chmms, M, "target", seed + 60_000 + 1000 * i)
-        heads = {}
-        for name, W1 in (("TF", W1_tf), ("RF", W1_rf)):
-            if name in learners:
-                fit = fit_logistic_head(features(W1, X), y, lam)
-                heads[name] = TwoLayerStack(W1, fit.w)
-                conv[name][i] = fit.converged.cpu().numpy()
-                errors[name][i] = classification_error(heads[name], Xt_test, yt_test).cpu().numpy()
-        if "2L" in learners:
-            init2 = init_two_layer(K, H, D, seed=seed + 70_000 + i, device=dev)
-            r = train_two_layer(init2, X, y, epochs=scratch.epochs, lr=scratch.lr,
-                                batch_size=scratch.batch_size, lam=lam, seed=seed + i)
-            errors["2L"][i] = classification_error(r.params, Xt_test, yt_test).cpu().numpy()
-        if "ft-TF" in learners:
-            r = train_two_layer(heads["TF"], X, y, epochs=finetune.epochs, lr=finetune.lr,
-                                batch_size=finetune.batch_size, lam=lam, seed=seed + i)
-            errors["ft-TF"][i] = classification_error(r.params, Xt_test, yt_test).cpu().numpy()
+        err_i, conv_i = fit_target_learners(family, W1_tf, W1_rf, X, y, Xt_test, yt_test, learners, lam,
+                                            scratch, finetune, init_seed=seed + 70_000 + i, train_seed=seed + i)
+        for name in err_i:
+            errors[name][i] = err_i[name]
+        for name in conv_i:
+            conv[name][i] = conv_i[name]
     config = dict(D=D, H=H, L_source=L_source, L_target=L_target, eta=eta, rho=rho, q=q,
                   M_source=M_source, M_test=M_test, realizations=K, lam=lam, seed=seed,
                   source=source, scratch=scratch, finetune=finetune, device=str(dev))
