@@ -1,0 +1,365 @@
+"""Width and source-size phase diagrams: appendix A.2 and A.3 of Gerace et al. (2022).
+
+Two knobs of the transfer protocol that the main text keeps fixed:
+
+* **Width** (figure A.2).  The hidden width H is the number of features the source network
+  learns; it is measured against the number of generative features L (kept fixed), as
+  H / L.  A source network must be trained for every H, on the *same* CHMMs (the CHMM does
+  not depend on H).  :func:`width_diagram` returns TF and RF replica errors over
+  (H / L, alpha = M / H), with TF and 2L trained numerically on a coarser alpha grid.
+* **Source size** (figure A.3).  The number M_s of source examples decides how much the
+  source network can learn.  The source sets are nested (the first M_s examples of one
+  seeded stream), so the diagram isolates the amount of source data.  RF and 2L do not
+  depend on M_s: they are computed once and broadcast over the rows.
+  :func:`source_size_diagram` returns TF and RF replica errors over (M_s, alpha) and TF and
+  2L trained numerically over (M_s, M_t).
+
+Both use the pipeline of section 3 of the paper: (b) train the source nets
+(:func:`tasknb.transfer.train_source`), (c) Monte-Carlo moments Omega, Phi of the frozen
+features on the target task (:func:`tasknb.gaussian_equivalence.estimate_covariances`),
+(d) the replica saddle point (:func:`tasknb.replica.solve_saddle_point`, eqs. 9-15).
+Everything is batched over K realizations (CHMM k on seed + k) and deterministic for a seed.
+
+The theory also gives the training error of the logistic head, which vanishes below the
+linear-separability threshold when the ridge ``lam`` is small; :meth:`WidthDiagram.threshold`
+reads that threshold off the grid (the "diagonal" of figure A.2: at fixed alpha* the
+threshold number of samples M* = alpha* H grows linearly with the width).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .chmm import CHMM
+from .device import get_device
+from .gaussian_equivalence import estimate_covariances
+from .learners import classification_error, init_two_layer
+from .replica import solve_saddle_point
+from .transfer import (SCRATCH_DEFAULT, SOURCE_DEFAULT, TrainingConfig, stack_samples, train_source,
+                       transfer_learning_curves)
+from .validation import check_choice, check_int_sequence, check_positive_int, check_positive_real, check_real_in, check_seed
+
+__all__ = ["TRANSFORMATION", "RF_BASELINES", "WidthDiagram", "SourceSizeDiagram", "frozen_theory", "width_diagram",
+           "source_size_diagram", "separability_threshold"]
+
+#: the fixed source -> target transformation (eta, rho, q) of figure A.2
+TRANSFORMATION = {"eta": 1.0, "rho": 0.2, "q": 0.8}
+
+#: where the random first layer of RF comes from: the source nets' own initialisation
+#: ("init", a paired comparison) or an independent draw ("independent", seed offset 40,000
+#: as in :mod:`tasknb.transfer`)
+RF_BASELINES = ("init", "independent")
+_RF_SEED = 40_000
+
+
+# ----------------------------------------------------------------------------- helpers
+def _positive_reals(name: str, values) -> np.ndarray:
+    """A non-empty 1-D array of finite numbers > 0, strictly increasing."""
+    try:
+        vals = list(values)
+    except TypeError:
+        raise ValueError(f"{name} must be a non-empty increasing sequence of numbers > 0, got {values!r}") from None
+    if not vals:
+        raise ValueError(f"{name} must be a non-empty increasing sequence of numbers > 0, got an empty one")
+    out = np.array([check_positive_real(name, v) for v in vals], dtype=float)
+    if np.any(np.diff(out) <= 0):
+        raise ValueError(f"{name} must be strictly increasing, got {vals}")
+    return out
+
+
+def _sizes(name: str, alphas: np.ndarray, H: int) -> list[int]:
+    """Target sizes round(alpha * H) (>= 1); distinct, else a ValueError naming ``name``."""
+    M = [max(1, int(round(a * H))) for a in alphas]
+    if len(set(M)) != len(M):
+        raise ValueError(f"{name} gives repeated target sizes M = round(alpha * H) = {M} at H = {H}; "
+                         "use fewer or more widely spaced values")
+    return M
+
+
+def separability_threshold(alpha, train_error, tol: float = 1e-3) -> np.ndarray:
+    """Smallest alpha where the training error exceeds ``tol``, by log-linear interpolation.
+
+    ``alpha`` (n_alpha,) increasing; ``train_error`` (..., n_alpha).  Returns an array of
+    shape ``train_error.shape[:-1]``; NaN where the training error is above ``tol`` already at
+    the first alpha or never exceeds it (the threshold lies outside the grid).
+    """
+    alpha = np.asarray(alpha, dtype=float)
+    te = np.asarray(train_error, dtype=float)
+    if te.shape[-1] != alpha.size:
+        raise ValueError(f"train_error must end with n_alpha = {alpha.size} values, got shape {te.shape}")
+    tol = check_positive_real("tol", tol)
+    flat = te.reshape(-1, alpha.size)
+    out = np.full(flat.shape[0], np.nan)
+    la = np.log(alpha)
+    for r, row in enumerate(flat):
+        above = np.nonzero(row > tol)[0]
+        if above.size == 0 or above[0] == 0:
+            continue
+        j = above[0]
+        f = (tol - row[j - 1]) / (row[j] - row[j - 1])
+        out[r] = math.exp(la[j - 1] + f * (la[j] - la[j - 1]))
+    return out.reshape(te.shape[:-1])
+
+
+def frozen_theory(W1: torch.Tensor, chmms: list[CHMM], alphas, lam: float, n_samples: int = 20_000,
+                  seed: int = 0, **solver_kwargs) -> dict[str, np.ndarray]:
+    """Replica test and training errors of frozen first layers + L2-logistic heads on the target tasks.
+
+    W1 (K, H, D): one first layer per CHMM of ``chmms`` (K of them); ``alphas`` (n_alpha,) the
+    values of M / H.  Steps (c)-(d) of section 3: Monte-Carlo moments (seed ``seed + k`` for
+    realization k, as :func:`tasknb.phase_diagrams.theory_over_targets`) and the saddle point.
+    Returns a dict of arrays of shape (K, n_alpha): ``eps`` (test error, eq. 15),
+    ``train_error`` and ``converged``.
+    """
+    if not isinstance(W1, torch.Tensor) or W1.dim() != 3 or W1.shape[0] != len(chmms):
+        raise ValueError(f"W1 must be a (K, H, D) tensor with K = len(chmms) = {len(chmms)}, "
+                         f"got {getattr(W1, 'shape', type(W1).__name__)}")
+    lam = check_positive_real("lam", lam)
+    alphas = np.atleast_1d(np.asarray(alphas, dtype=float))
+    K = W1.shape[0]
+    out = {"eps": np.zeros((K, alphas.size)), "train_error": np.zeros((K, alphas.size)),
+           "converged": np.zeros((K, alphas.size), dtype=bool)}
+    for k, chmm in enumerate(chmms):
+        mom = estimate_covariances(W1[k], chmm, n_samples=n_samples, seed=seed + k)
+        sp = solve_saddle_point(mom.Omega, mom.Phi, mom.theta, alphas, lam, device=W1.device, **solver_kwargs)
+        out["eps"][k] = sp.eps_g
+        out["train_error"][k] = sp.train_error
+        out["converged"][k] = sp.converged
+    return out
+
+
+def _source_error(params, chmms, M_test: int, seed: int) -> np.ndarray:
+    """(K,) test error of the source nets on their own task (the test set of :mod:`tasknb.transfer`)."""
+    X, y = stack_samples(chmms, M_test, "source", seed + 30_000)
+    return classification_error(params, X, y).cpu().numpy()
+
+
+def _check_common(D, L, eta, rho, q, lam, realizations, M_source, n_samples, M_test, seed):
+    return (check_positive_int("D", D), check_positive_int("L", L), check_real_in("eta", eta, 0.0, 1.0),
+            check_real_in("rho", rho, 0.0, 1.0), check_real_in("q", q, -1.0, 1.0), check_positive_real("lam", lam),
+            check_positive_int("realizations", realizations), M_source,
+            check_positive_int("n_samples", n_samples, minimum=2), check_positive_int("M_test", M_test),
+            check_seed("seed", seed))
+
+
+@dataclass
+class _Diagram:
+    alpha: np.ndarray
+    theory: dict[str, np.ndarray]
+    train_error: dict[str, np.ndarray]
+    converged: np.ndarray
+    numerics: dict[str, np.ndarray]
+    theory_realizations: dict[str, np.ndarray]
+    source_error: np.ndarray
+    source_epochs: np.ndarray
+    config: dict
+
+    def gain(self, a: str, b: str, numerics: bool = False) -> np.ndarray:
+        """err(a) - err(b), averaged over realizations: negative where ``a`` is the better learner."""
+        table = self.numerics if numerics else self.theory
+        return table[a] - table[b]
+
+    def threshold(self, name: str, tol: float = 1e-3) -> np.ndarray:
+        """Separability threshold alpha* of learner ``name`` ("TF" or "RF") per row (NaN off the grid).
+
+        The smallest alpha at which the theoretical training error (averaged over
+        realizations) exceeds ``tol``; meaningful for a small ridge ``lam``.
+        """
+        if name not in self.train_error:
+            raise ValueError(f"name must be one of {', '.join(repr(n) for n in self.train_error)}; got {name!r}")
+        return separability_threshold(self.alpha, self.train_error[name], tol)
+
+
+@dataclass
+class WidthDiagram(_Diagram):
+    """Figure A.2: errors over (H / L, alpha = M / H), averaged over K realizations.
+
+    Attributes (n_H widths, n_alpha theory points, n_num numerical points)
+    ----------
+    H_over_L (n_H,), H (n_H,) int : the widths, H = round(H_over_L * L).
+    alpha (n_alpha,) : M / H of the theory.
+    theory["TF"|"RF"] (n_H, n_alpha) : replica test errors.
+    train_error["TF"|"RF"] (n_H, n_alpha) : replica training errors (separability threshold).
+    theory_realizations["TF"|"RF"] (n_H, K, n_alpha) : the same test errors per realization.
+    converged (n_H, n_alpha) : every TF and RF solver point of the cell converged.
+    alpha_numerics (n_num,) : M / H of the trained points; M_numerics (n_H, n_num) int the sizes.
+    numerics["TF"|"2L"] (n_H, n_num) : test errors of trained TF heads and 2L nets.
+    source_error (n_H, K), source_epochs (n_H, K) : the source nets on their own task.
+    """
+
+    H_over_L: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    H: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    alpha_numerics: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    M_numerics: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=int))
+
+
+@dataclass
+class SourceSizeDiagram(_Diagram):
+    """Figure A.3: errors over (M_s, M_t), averaged over K realizations.
+
+    Attributes (n_s source sizes, n_alpha theory points, n_num numerical points)
+    ----------
+    M_source (n_s,) int : source training-set sizes.   H : the width.
+    alpha (n_alpha,) : M_t / H of the theory; M_target = alpha * H.
+    theory["TF"|"RF"] (n_s, n_alpha) : replica test errors (the RF rows are equal: RF ignores M_s).
+    train_error["TF"|"RF"] (n_s, n_alpha), theory_realizations["TF"|"RF"] (n_s, K, n_alpha),
+    converged (n_s, n_alpha) : as in :class:`WidthDiagram`.
+    M_numerics (n_num,) int : target sizes trained numerically.
+    numerics["TF"|"2L"] (n_s, n_num) : trained test errors (the 2L rows are equal).
+    source_error (n_s, K), source_epochs (n_s, K) : the source nets on their own task.
+    """
+
+    M_source: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    H: int = 0
+    M_numerics: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+
+    @property
+    def M_target(self) -> np.ndarray:
+        """Target sizes of the theory grid, alpha * H (not rounded)."""
+        return self.alpha * self.H
+
+
+# ----------------------------------------------------------------------------- figure A.2
+def width_diagram(H_over_L, alphas, D: int = 200, L: int = 50, lam: float = 1e-5,
+                  eta: float = TRANSFORMATION["eta"], rho: float = TRANSFORMATION["rho"],
+                  q: float = TRANSFORMATION["q"], alpha_numerics=(), realizations: int = 3,
+                  M_source: int = 2000, source: TrainingConfig = SOURCE_DEFAULT,
+                  scratch: TrainingConfig = SCRATCH_DEFAULT, rf_baseline: str = "init", n_samples: int = 20_000,
+                  M_test: int = 2000, seed: int = 0, device="auto", progress: bool = True) -> WidthDiagram:
+    """Phase diagram of figure A.2: TF vs RF (theory) and TF vs 2L (numerics) over (H / L, M / H).
+
+    Parameters
+    ----------
+    H_over_L : increasing ratios > 0; the widths are H = round(H_over_L * L) (distinct, >= 1).
+    alphas : increasing M / H values > 0 of the theory grid.
+    D, L : input and latent dimensions (L_source = L_target = L), defaults 200 and 50.
+    lam : ridge of every learner (default 1e-5: small enough for the separability threshold to show).
+    eta, rho, q : the transformation, default (1, 0.2, 0.8) as in the paper.
+    alpha_numerics : increasing M / H values at which TF and 2L are trained (sizes round(alpha H)); () skips.
+    realizations : K CHMMs (seed + k), batched.
+    M_source, source : source training-set size and Adam configuration (early stopping, patience 0).
+    scratch : Adam configuration of 2L.
+    rf_baseline : "init" (default): RF uses the random first layer the source nets started from, so
+        TF - RF measures exactly what source training added; "independent": a fresh N(0, 1) draw.
+    n_samples : Monte-Carlo samples for the moments.
+    M_test : test-set size of the trained learners.   seed, device, progress : as elsewhere.
+
+    Returns a :class:`WidthDiagram` (shapes in its docstring).
+    """
+    D, L, eta, rho, q, lam, K, _, n_samples, M_test, seed = _check_common(
+        D, L, eta, rho, q, lam, realizations, None, n_samples, M_test, seed)
+    M_source = check_positive_int("M_source", M_source)
+    check_choice("rf_baseline", rf_baseline, RF_BASELINES)
+    ratios = _positive_reals("H_over_L", H_over_L)
+    Hs = [max(1, int(round(r * L))) for r in ratios]
+    if len(set(Hs)) != len(Hs):
+        raise ValueError(f"H_over_L gives repeated widths H = round(H_over_L * L) = {Hs} at L = {L}")
+    alphas = _positive_reals("alphas", alphas)
+    num_alphas = _positive_reals("alpha_numerics", alpha_numerics) if len(alpha_numerics) else np.zeros(0)
+    M_num = np.array([_sizes("alpha_numerics", num_alphas, H) for H in Hs], dtype=int) if num_alphas.size \
+        else np.zeros((len(Hs), 0), dtype=int)
+    dev = get_device(device)
+    chmms = [CHMM(D, L, L, eta, rho, q, seed=seed + k, device=dev) for k in range(K)]
+
+    n_H, n_a = len(Hs), alphas.size
+    per = {n: np.zeros((n_H, K, n_a)) for n in ("TF", "RF")}
+    trn = {n: np.zeros((n_H, n_a)) for n in ("TF", "RF")}
+    conv = np.ones((n_H, n_a), dtype=bool)
+    numerics = {n: np.zeros((n_H, num_alphas.size)) for n in ("TF", "2L")} if num_alphas.size else {}
+    src_err, src_ep = np.zeros((n_H, K)), np.zeros((n_H, K), dtype=int)
+    for i, H in enumerate(tqdm(Hs, desc="widths H", disable=not progress)):
+        res, init = train_source(chmms, H, M_source, source, seed=seed, progress=False)
+        src_ep[i] = res.epochs.numpy()
+        rf_W1 = init.W1 if rf_baseline == "init" else init_two_layer(K, H, D, seed=seed + _RF_SEED, device=dev).W1
+        for name, W1 in (("TF", res.params.W1), ("RF", rf_W1)):
+            th = frozen_theory(W1, chmms, alphas, lam, n_samples=n_samples, seed=seed)
+            per[name][i] = th["eps"]
+            trn[name][i] = th["train_error"].mean(0)
+            conv[i] &= th["converged"].all(0)
+        src_err[i] = _source_error(res.params, chmms, M_test, seed)
+        if numerics:
+            curves = transfer_learning_curves(D, H, L, L, eta, rho, q, M_grid=M_num[i], M_test=M_test,
+                                              realizations=K, lam=lam, learners=("TF", "2L"), scratch=scratch,
+                                              seed=seed, device=dev, progress=False, source_params=res.params)
+            for name in numerics:
+                numerics[name][i] = curves.mean(name)
+    config = dict(D=D, L=L, eta=eta, rho=rho, q=q, lam=lam, realizations=K, M_source=M_source, source=source,
+                  scratch=scratch, rf_baseline=rf_baseline, n_samples=n_samples, M_test=M_test, seed=seed, device=str(dev))
+    return WidthDiagram(alphas, {n: v.mean(1) for n, v in per.items()}, trn, conv, numerics, per, src_err, src_ep,
+                        config, H_over_L=ratios, H=np.asarray(Hs), alpha_numerics=num_alphas, M_numerics=M_num)
+
+
+# ----------------------------------------------------------------------------- figure A.3
+def source_size_diagram(M_source, alphas, D: int = 200, L: int = 50, H: int = 50, lam: float = 1e-5,
+                        eta: float = TRANSFORMATION["eta"], rho: float = TRANSFORMATION["rho"],
+                        q: float = TRANSFORMATION["q"], M_numerics=(), realizations: int = 3,
+                        source: TrainingConfig = SOURCE_DEFAULT, scratch: TrainingConfig = SCRATCH_DEFAULT,
+                        rf_baseline: str = "init", n_samples: int = 20_000, M_test: int = 2000, seed: int = 0, device="auto",
+                        progress: bool = True) -> SourceSizeDiagram:
+    """Phase diagram of figure A.3: TF vs RF (theory) and TF vs 2L (numerics) over (M_s, M_t).
+
+    Parameters
+    ----------
+    M_source : increasing source training-set sizes (ints >= 1); one set of K source nets each,
+        trained from the same initialisation on nested data (the first M_s examples of one stream).
+    alphas : increasing M_t / H values > 0 of the theory grid.
+    D, L, H : input dimension, latent dimension (L_source = L_target = L), width; defaults 200, 50, 50.
+    lam : ridge of every learner (default 1e-5).   eta, rho, q : the transformation, default (1, 0.2, 0.8).
+    M_numerics : increasing target sizes at which TF and 2L are trained; () skips.
+    realizations, source, scratch, rf_baseline, n_samples, M_test, seed, device, progress : as
+        :func:`width_diagram`.  With "init" every source net starts from the same random first layer
+        (it depends on the seed only), the RF of every row: at M_s -> 0, TF -> RF exactly.
+
+    Returns a :class:`SourceSizeDiagram` (shapes in its docstring).
+    """
+    D, L, eta, rho, q, lam, K, _, n_samples, M_test, seed = _check_common(
+        D, L, eta, rho, q, lam, realizations, None, n_samples, M_test, seed)
+    H = check_positive_int("H", H)
+    check_choice("rf_baseline", rf_baseline, RF_BASELINES)
+    M_s = check_int_sequence("M_source", M_source, minimum=1)
+    if any(b <= a for a, b in zip(M_s, M_s[1:])):
+        raise ValueError(f"M_source must be strictly increasing, got {M_s}")
+    alphas = _positive_reals("alphas", alphas)
+    M_num = check_int_sequence("M_numerics", M_numerics, minimum=1) if len(M_numerics) else []
+    if any(b <= a for a, b in zip(M_num, M_num[1:])):
+        raise ValueError(f"M_numerics must be strictly increasing, got {M_num}")
+    dev = get_device(device)
+    chmms = [CHMM(D, L, L, eta, rho, q, seed=seed + k, device=dev) for k in range(K)]
+
+    n_s, n_a = len(M_s), alphas.size
+    per = {n: np.zeros((n_s, K, n_a)) for n in ("TF", "RF")}
+    trn = {n: np.zeros((n_s, n_a)) for n in ("TF", "RF")}
+    conv = np.ones((n_s, n_a), dtype=bool)
+    numerics = {n: np.zeros((n_s, len(M_num))) for n in ("TF", "2L")} if M_num else {}
+    src_err, src_ep = np.zeros((n_s, K)), np.zeros((n_s, K), dtype=int)
+    for i, Ms in enumerate(tqdm(M_s, desc="source sizes M_s", disable=not progress)):
+        res, init = train_source(chmms, H, Ms, source, seed=seed, progress=False)
+        src_ep[i] = res.epochs.numpy()
+        if i == 0:                          # RF ignores the source: solve it once, share the row
+            rf_W1 = init.W1 if rf_baseline == "init" else init_two_layer(K, H, D, seed=seed + _RF_SEED, device=dev).W1
+            rf = frozen_theory(rf_W1, chmms, alphas, lam, n_samples=n_samples, seed=seed)
+            per["RF"][:] = rf["eps"]
+            trn["RF"][:] = rf["train_error"].mean(0)
+            conv &= rf["converged"].all(0)
+        th = frozen_theory(res.params.W1, chmms, alphas, lam, n_samples=n_samples, seed=seed)
+        per["TF"][i] = th["eps"]
+        trn["TF"][i] = th["train_error"].mean(0)
+        conv[i] &= th["converged"].all(0)
+        src_err[i] = _source_error(res.params, chmms, M_test, seed)
+        if M_num:
+            curves = transfer_learning_curves(D, H, L, L, eta, rho, q, M_grid=M_num, M_test=M_test,
+                                              realizations=K, lam=lam, learners=("TF", "2L") if i == 0 else ("TF",),
+                                              scratch=scratch, seed=seed, device=dev, progress=False,
+                                              source_params=res.params)
+            numerics["TF"][i] = curves.mean("TF")
+            if i == 0:                      # 2L ignores the source: train it once, share the row
+                numerics["2L"][:] = curves.mean("2L")
+    config = dict(D=D, L=L, H=H, eta=eta, rho=rho, q=q, lam=lam, realizations=K, source=source, scratch=scratch,
+                  rf_baseline=rf_baseline,
+                  n_samples=n_samples, M_test=M_test, seed=seed, device=str(dev))
+    return SourceSizeDiagram(alphas, {n: v.mean(1) for n, v in per.items()}, trn, conv, numerics, per, src_err,
+                             src_ep, config, M_source=np.asarray(M_s), H=H, M_numerics=np.asarray(M_num, dtype=int))

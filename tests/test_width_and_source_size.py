@@ -1,0 +1,97 @@
+"""Width (fig. A.2) and source-size (fig. A.3) diagrams: shapes, determinism, pairing of RF, validation."""
+import numpy as np
+import pytest
+
+from tasknb.transfer import TrainingConfig
+from tasknb.width_and_source_size import separability_threshold, source_size_diagram, width_diagram
+
+TINY = dict(D=40, L=10, lam=1e-3, realizations=2, source=TrainingConfig(3, 1e-2, 50),
+            scratch=TrainingConfig(3, 0.1, 1000), n_samples=2000, M_test=200, device="cpu", progress=False)
+
+
+def test_width_diagram_shapes_and_determinism():
+    kw = dict(TINY, alpha_numerics=[0.5, 2.0], M_source=100)
+    d = width_diagram([0.5, 2.0], [0.3, 1.0, 3.0], **kw)
+    assert d.H.tolist() == [5, 20]
+    for name in ("TF", "RF"):
+        assert d.theory[name].shape == (2, 3) and d.train_error[name].shape == (2, 3)
+        assert d.theory_realizations[name].shape == (2, 2, 3)
+        assert d.threshold(name).shape == (2,)
+    assert d.converged.shape == (2, 3) and d.converged.all()
+    assert d.numerics["TF"].shape == d.numerics["2L"].shape == (2, 2)
+    assert d.M_numerics.tolist() == [[2, 10], [10, 40]]
+    assert d.gain("TF", "RF").shape == (2, 3) and d.gain("TF", "2L", numerics=True).shape == (2, 2)
+    assert d.source_error.shape == d.source_epochs.shape == (2, 2)
+    assert np.all((d.theory["TF"] > 0) & (d.theory["TF"] < 0.5))
+    again = width_diagram([0.5, 2.0], [0.3, 1.0, 3.0], **kw)
+    for name in ("TF", "RF"):
+        np.testing.assert_array_equal(d.theory[name], again.theory[name])
+    for name in ("TF", "2L"):
+        np.testing.assert_array_equal(d.numerics[name], again.numerics[name])
+
+
+def test_source_size_diagram_shapes_shared_rows_and_determinism():
+    kw = dict(TINY, H=10, M_numerics=[5, 20])
+    d = source_size_diagram([20, 80], [0.5, 2.0], **kw)
+    assert d.theory["TF"].shape == d.theory["RF"].shape == (2, 2)
+    assert d.numerics["TF"].shape == d.numerics["2L"].shape == (2, 2)
+    np.testing.assert_allclose(d.M_target, [5.0, 20.0])
+    # RF and 2L do not depend on the source: one computation, shared by every row
+    np.testing.assert_array_equal(d.theory["RF"][0], d.theory["RF"][1])
+    np.testing.assert_array_equal(d.numerics["2L"][0], d.numerics["2L"][1])
+    assert d.converged.all() and d.source_error.shape == (2, 2)
+    again = source_size_diagram([20, 80], [0.5, 2.0], **kw)
+    np.testing.assert_array_equal(d.theory["TF"], again.theory["TF"])
+    np.testing.assert_array_equal(d.numerics["TF"], again.numerics["TF"])
+
+
+def test_rf_from_the_source_init_ties_with_an_untrained_source():
+    # a learning rate so small that the source nets do not move: TF is the RF of "init"
+    kw = dict(TINY, H=10, source=TrainingConfig(1, 1e-9, 50))
+    paired = source_size_diagram([20], [0.5, 2.0], **kw)
+    assert np.abs(paired.gain("TF", "RF")).max() < 1e-4
+    indep = source_size_diagram([20], [0.5, 2.0], rf_baseline="independent", **kw)
+    np.testing.assert_array_equal(indep.theory["TF"], paired.theory["TF"])
+    assert np.abs(indep.gain("TF", "RF")).max() > 1e-4
+
+
+def test_separability_threshold():
+    alpha = np.array([0.5, 1.0, 2.0, 4.0])
+    te = np.array([[0.0, 0.0, 0.002, 0.1],      # crosses 1e-3 halfway (in log) between 1 and 2
+                   [0.0, 0.0, 0.0, 0.0],        # never separable-breaking on the grid
+                   [0.01, 0.02, 0.03, 0.04]])   # already above at the first alpha
+    thr = separability_threshold(alpha, te)
+    assert thr[0] == pytest.approx(np.sqrt(2.0))
+    assert np.isnan(thr[1]) and np.isnan(thr[2])
+    with pytest.raises(ValueError, match="train_error must end with n_alpha = 4"):
+        separability_threshold(alpha, te[:, :3])
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="H_over_L must be a finite number > 0"):
+        width_diagram([-1.0, 1.0], [1.0], **TINY)
+    with pytest.raises(ValueError, match="H_over_L must be strictly increasing"):
+        width_diagram([2.0, 1.0], [1.0], **TINY)
+    with pytest.raises(ValueError, match="H_over_L gives repeated widths"):
+        width_diagram([1.0, 1.04], [1.0], **TINY)
+    with pytest.raises(ValueError, match=r"rho must be in \[0, 1\]"):
+        width_diagram([1.0], [1.0], rho=1.5, **TINY)
+    with pytest.raises(ValueError, match="alphas must be a non-empty increasing sequence"):
+        width_diagram([1.0], [], **TINY)
+    with pytest.raises(ValueError, match="alpha_numerics gives repeated target sizes"):
+        width_diagram([0.5], [1.0], alpha_numerics=[1.0, 1.05], **TINY)
+    with pytest.raises(ValueError, match="rf_baseline must be one of 'init', 'independent'"):
+        width_diagram([1.0], [1.0], rf_baseline="fresh", **TINY)
+    with pytest.raises(ValueError, match="M_source must be strictly increasing"):
+        source_size_diagram([100, 50], [1.0], **TINY)
+    with pytest.raises(ValueError, match=r"M_source must contain integers in \[1\]"):
+        source_size_diagram([0, 50], [1.0], **TINY)
+    with pytest.raises(ValueError, match="q must be in"):
+        source_size_diagram([50], [1.0], q=2.0, **TINY)
+    with pytest.raises(ValueError, match="lam must be a finite number > 0"):
+        source_size_diagram([50], [1.0], **{**TINY, "lam": 0.0})
+    with pytest.raises(ValueError, match="H must be an integer >= 1"):
+        source_size_diagram([50], [1.0], H=0, **TINY)
+    d = source_size_diagram([20], [1.0], **{**TINY, "source": TrainingConfig(1, 1e-2, 50)})
+    with pytest.raises(ValueError, match="name must be one of 'TF', 'RF'"):
+        d.threshold("2L")
