@@ -138,12 +138,12 @@ def _source_error(params, chmms, M_test: int, seed: int) -> np.ndarray:
     return classification_error(params, X, y).cpu().numpy()
 
 
-def _check_common(D, L, eta, rho, q, lam, realizations, M_source, n_samples, M_test, seed):
+def _check_common(D, L, eta, rho, q, lam, realizations, n_samples, M_test, seed):
+    """Validate the arguments both diagrams share, before any training starts."""
     return (check_positive_int("D", D), check_positive_int("L", L), check_real_in("eta", eta, 0.0, 1.0),
             check_real_in("rho", rho, 0.0, 1.0), check_real_in("q", q, -1.0, 1.0), check_positive_real("lam", lam),
-            check_positive_int("realizations", realizations), M_source,
-            check_positive_int("n_samples", n_samples, minimum=2), check_positive_int("M_test", M_test),
-            check_seed("seed", seed))
+            check_positive_int("realizations", realizations), check_positive_int("n_samples", n_samples, minimum=2),
+            check_positive_int("M_test", M_test), check_seed("seed", seed))
 
 
 @dataclass
@@ -250,8 +250,8 @@ def width_diagram(H_over_L, alphas, D: int = 200, L: int = 50, lam: float = 1e-5
 
     Returns a :class:`WidthDiagram` (shapes in its docstring).
     """
-    D, L, eta, rho, q, lam, K, _, n_samples, M_test, seed = _check_common(
-        D, L, eta, rho, q, lam, realizations, None, n_samples, M_test, seed)
+    D, L, eta, rho, q, lam, K, n_samples, M_test, seed = _check_common(
+        D, L, eta, rho, q, lam, realizations, n_samples, M_test, seed)
     M_source = check_positive_int("M_source", M_source)
     check_choice("rf_baseline", rf_baseline, RF_BASELINES)
     ratios = _positive_reals("H_over_L", H_over_L)
@@ -316,8 +316,8 @@ def source_size_diagram(M_source, alphas, D: int = 200, L: int = 50, H: int = 50
 
     Returns a :class:`SourceSizeDiagram` (shapes in its docstring).
     """
-    D, L, eta, rho, q, lam, K, _, n_samples, M_test, seed = _check_common(
-        D, L, eta, rho, q, lam, realizations, None, n_samples, M_test, seed)
+    D, L, eta, rho, q, lam, K, n_samples, M_test, seed = _check_common(
+        D, L, eta, rho, q, lam, realizations, n_samples, M_test, seed)
     H = check_positive_int("H", H)
     check_choice("rf_baseline", rf_baseline, RF_BASELINES)
     M_s = check_int_sequence("M_source", M_source, minimum=1)
