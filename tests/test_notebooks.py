@@ -56,6 +56,13 @@ def test_notebook_conventions(nb_id):
 @pytest.mark.parametrize("nb_id, name, value, message", [
     ("c1", "rho", 1.5, r"rho must be in \[0, 1\]"),
     ("c2", "q", 2.0, r"q must be in \[-1, 1\]"),
+    ("c3", "eta", -0.1, r"eta must be in \[0, 1\]"),
+    ("c4", "lam", 0.0, r"lam must be a finite number > 0"),
+    ("c5", "D", -5, r"D must be an integer >= 1"),
+    ("c6", "rho", 2.0, r"rho must be in \[0, 1\]"),
+    ("c7", "q", -1.5, r"q must be in \[-1, 1\]"),
+    ("c8", "device", "tpu", r"device must be one of 'auto', 'cpu', 'cuda'"),
+    ("c9", "n_classes", 1, r"n_classes must be an integer >= 2"),
 ])
 def test_bad_notebook_parameter_stops_with_its_name(tmp_path, nb_id, name, value, message):
     import re
