@@ -15,6 +15,16 @@ Modules, one concept each:
 ``book``        rendering the executed notebooks into the HTML book
 """
 from .device import get_device, seed_everything
+from .geometry import bhattacharyya_matrix, geodesic, progress, riemann_length, inpca
 
 __version__ = "0.1.0"
-__all__ = ["get_device", "seed_everything", "__version__"]
+__all__ = [
+    "get_device",
+    "seed_everything",
+    "bhattacharyya_matrix",
+    "geodesic",
+    "progress",
+    "riemann_length",
+    "inpca",
+    "__version__",
+]

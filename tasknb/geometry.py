@@ -1,0 +1,779 @@
+"""Information geometry of probabilistic models in prediction space (Ramesh et al. 2023, "S").
+
+A model trained on a task is read as the product distribution of its predictions on N fixed
+samples, ``P_w(y_1..y_N) = prod_n p_w^n(y_n)`` (eq. 1 of S): an array of shape (N, C) whose rows
+are probability vectors.  A stack of m models is an array (m, N, C).  This module holds the
+kernels of Part S, written from the formulas of the paper:
+
+``bhattacharyya_matrix``   pairwise sample-averaged Bhattacharyya distance, eq. (2), batched/chunked
+``bhattacharyya``          the same distance between matching models (broadcast over leading axes)
+``geodesic``               great-circle geodesic on the product of spheres, eq. (3)
+``progress``               progress t_w along the ignorance -> truth geodesic, eq. (4)
+``interpolate_trajectory`` checkpoints -> points at a uniform grid of progress (text after eq. 4)
+``trajectory_distance``    integral of d_B along two re-indexed trajectories, eq. (5)
+``riemann_length``         Riemann length of a trajectory, eq. (6)
+``mean_trajectory``, ``tube_radius``, ``normalized_distance``   App. G and Remark 5
+``imprint``, ``imprinted_probabilities``, ``to_union_task``       eqs. (7)-(8), App. D-E
+``inpca``                  intensive PCA, eqs. (9)-(11) and App. F
+``stochastic_projection``, ``inpca_projected``                  the projection trick of App. A.2
+
+Everything accepts NumPy arrays or torch tensors; heavy work runs in torch on
+``tasknb.device.get_device()`` (CUDA when present, CPU otherwise).  Results come back as NumPy
+arrays for NumPy inputs and as torch tensors for torch inputs.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .device import get_device
+from .validation import check_choice, check_positive_int, check_real_in, check_seed
+
+__all__ = [
+    "PROB_ATOL",
+    "bhattacharyya_matrix",
+    "bhattacharyya",
+    "geodesic",
+    "progress",
+    "interpolate_trajectory",
+    "trajectory_distance",
+    "riemann_length",
+    "mean_trajectory",
+    "tube_radius",
+    "normalized_distance",
+    "imprint",
+    "imprinted_probabilities",
+    "to_union_task",
+    "InPCA",
+    "inpca",
+    "stochastic_projection",
+    "inpca_projected",
+]
+
+#: Rows of a probability array must sum to 1 within this absolute tolerance (float32 softmax
+#: outputs of a thousand classes stay well inside it).
+PROB_ATOL = 1e-4
+
+# Per-sample Bhattacharyya coefficients are clamped to [_TINY, 1] before the logarithm, so a
+# sample on which two models have disjoint support adds -log(_TINY) ~ 708.4 to N * d_B instead
+# of infinity.  ``bhattacharyya_matrix`` multiplies _GROUP coefficients before taking one
+# logarithm (log of a product = sum of logs: a quarter of the logarithms); groups whose product
+# falls below _UNDERFLOW (a coefficient that small is rare) are redone sample by sample with the
+# clamp, so the result is the per-sample clamped sum either way.
+_GROUP = 4
+_TINY = float(np.finfo(np.float64).tiny)
+_UNDERFLOW = 1e-280
+_SMALL_ANGLE = 1e-7
+
+
+# ----------------------------------------------------------------------------- helpers
+def _is_torch(x) -> bool:
+    return isinstance(x, torch.Tensor)
+
+
+def _resolve_device(device, *arrays):
+    if device is not None:
+        return get_device(device)
+    for a in arrays:
+        if _is_torch(a) and a.device.type == "cuda":
+            return a.device
+    return get_device()
+
+
+def _shape_of(name, x):
+    if _is_torch(x) or isinstance(x, np.ndarray):
+        return tuple(x.shape)
+    raise ValueError(f"{name} must be a NumPy array or a torch tensor of probabilities, got {type(x).__name__}")
+
+
+def _to_tensor(x, device, dtype=torch.float64) -> torch.Tensor:
+    if _is_torch(x):
+        return x.detach().to(device=device, dtype=dtype)
+    return torch.tensor(np.asarray(x), dtype=dtype, device=device)  # a copy (inputs may be read-only views)
+
+
+def _check_probs(name: str, t: torch.Tensor) -> None:
+    """Raise ValueError unless ``t`` (..., C) holds finite, non-negative rows summing to 1.
+
+    Fast path: one minimum and one row sum (NaN and inf propagate into both); the detailed
+    diagnosis runs only when that fails.
+    """
+    if t.numel() == 0:
+        raise ValueError(f"{name} must not be empty, got shape {tuple(t.shape)}")
+    lo = float(t.min())
+    err = float((t.sum(-1, dtype=torch.float64) - 1).abs().max())
+    if lo >= 0 and err <= PROB_ATOL:
+        return
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} must contain finite probabilities; it has NaN or inf entries")
+    if lo < 0:
+        raise ValueError(f"{name} must contain probabilities >= 0; its smallest entry is {lo:.3g}")
+    raise ValueError(
+        f"{name} rows (last axis, classes) must sum to 1 within {PROB_ATOL:g}; the worst row is off by {err:.3g}"
+    )
+
+
+def _check_ndim(name: str, shape, allowed: tuple[int, ...], what: str) -> None:
+    if len(shape) not in allowed:
+        raise ValueError(f"{name} must have shape {what}, got shape {shape}")
+
+
+def _back(x: torch.Tensor, like_torch: bool):
+    return x if like_torch else x.cpu().numpy()
+
+
+def _probs(name, x, device, ndims, what):
+    shape = _shape_of(name, x)
+    _check_ndim(name, shape, ndims, what)
+    t = _to_tensor(x, device)
+    _check_probs(name, t)
+    return t
+
+
+# ----------------------------------------------------------------------------- eq. (2)
+def bhattacharyya_matrix(P, Q=None, *, chunk: int = 2**24, block: int = 128, device=None, dtype=torch.float64):
+    """Pairwise sample-averaged Bhattacharyya distance, eq. (2) of S.
+
+    ``d_B(P_u, P_v) = -(1/N) sum_n log sum_c sqrt(p_u^n(c) p_v^n(c))``.
+
+    Parameters
+    ----------
+    P : array (m, N, C)
+        m models, each N rows of probabilities over C classes (NumPy, NumPy memmap or torch).
+    Q : array (m', N, C), optional
+        A second stack of models; ``None`` compares ``P`` with itself.
+    chunk : int, default 2**24
+        Largest number of per-sample coefficients held at once (2**24 float64 = 128 MiB, twice
+        that with the work buffer).  Memory is bounded by about ``3 * chunk`` numbers plus the
+        square roots of one slice of samples for all models, whatever m and N are.
+    block : int, default 128
+        Models per row/column block of the output.
+    device : default ``get_device()`` (CUDA when present, else CPU; a CUDA tensor input keeps its GPU).
+    dtype : torch dtype, default float64
+        Precision of the square roots and per-sample coefficients; the log-sum is always
+        accumulated in float64.  ``torch.float32`` is about twice as fast and accurate to ~1e-7.
+
+    Returns
+    -------
+    D : (m, m') float64 (NumPy for NumPy input, torch for torch input).  With ``Q=None`` it is
+    exactly symmetric with a zero diagonal.  All entries are >= 0 and finite.
+
+    Method: the input is read one slice of samples at a time (so a memmap never has to fit in
+    memory); square roots of the slice are taken once for all models; for each block pair the
+    per-sample coefficients are one batched matmul over C (samples as the batch) into a reused
+    buffer; they are multiplied in groups of four, logged and summed over samples into the
+    float64 output (each coefficient counts as clamped to [tiny, 1], tiny = 2.2e-308: a group
+    whose product underflows is redone per sample with the clamp).  With ``Q=None`` only block pairs on or above the diagonal are computed.
+    Each slice of samples is validated (finite, >= 0, rows sum to 1 within ``PROB_ATOL``).
+    """
+    P_shape = _shape_of("P", P)
+    _check_ndim("P", P_shape, (3,), "(m, N, C)")
+    sym = Q is None
+    if not sym:
+        Q_shape = _shape_of("Q", Q)
+        _check_ndim("Q", Q_shape, (3,), "(m', N, C)")
+        if Q_shape[1:] != P_shape[1:]:
+            raise ValueError(f"Q must have the same (N, C) as P, got Q {Q_shape} and P {P_shape}")
+    else:
+        Q_shape = P_shape
+    chunk = check_positive_int("chunk", chunk)
+    block = check_positive_int("block", block)
+    check_choice("dtype", dtype, (torch.float32, torch.float64))
+    m, N, C = P_shape
+    mq = Q_shape[0]
+    if m == 0 or mq == 0 or N == 0 or C == 0:
+        raise ValueError(f"P and Q must have at least one model, sample and class, got {P_shape} and {Q_shape}")
+    dev = _resolve_device(device, P, Q)
+    like_torch = _is_torch(P)
+
+    bi = min(block, m)
+    bj = min(block, mq)
+    # samples per slice: the coefficient buffer (n, bi, bj) and the square roots (n, m + m', C)
+    # must each stay within ``chunk`` numbers; n is a multiple of _GROUP.
+    n_s = min(chunk // (bi * bj), chunk // ((m + (0 if sym else mq)) * C))
+    n_s = max(_GROUP, (n_s // _GROUP) * _GROUP)
+    n_s = min(n_s, -(-N // _GROUP) * _GROUP)
+    buf = torch.empty(n_s * bi * bj, dtype=dtype, device=dev)
+    gbuf = torch.empty((n_s // _GROUP) * bi * bj, dtype=dtype, device=dev)
+    out = torch.zeros((m, mq), dtype=torch.float64, device=dev)
+    rows = [(i, min(i + bi, m)) for i in range(0, m, bi)]
+    cols = [(j, min(j + bj, mq)) for j in range(0, mq, bj)]
+    pairs = [(r, c) for r in rows for c in cols if not sym or c[1] > r[0]]
+    tiny = _TINY if dtype == torch.float64 else float(torch.finfo(dtype).tiny)
+    underflow = _UNDERFLOW if dtype == torch.float64 else 1e-35
+
+    def sqrt_slice(name, X, n0, n1):
+        t = X[:, n0:n1, :]
+        if _is_torch(t):  # always a private copy: the square root is taken in place
+            t = t.detach().to(device=dev, dtype=dtype, copy=True).contiguous()
+        else:
+            t = torch.tensor(np.asarray(t), dtype=dtype, device=dev)
+        _check_probs(name, t)
+        return t.sqrt_()  # (m, n, C)
+
+    for n0 in range(0, N, n_s):
+        n1 = min(N, n0 + n_s)
+        n = n1 - n0
+        sP = sqrt_slice("P", P, n0, n1)
+        sQ = sP if sym else sqrt_slice("Q", Q, n0, n1)
+        left = [sP[i0:i1].transpose(0, 1) for i0, i1 in rows]  # (n, a, C) strided views
+        right = [sQ[j0:j1].permute(1, 2, 0) for j0, j1 in cols]  # (n, C, b)
+        ng = -(-n // _GROUP)
+        for (i0, i1), (j0, j1) in pairs:
+            a, b = i1 - i0, j1 - j0
+            bc = buf[: ng * _GROUP * a * b].view(ng * _GROUP, a, b)
+            torch.bmm(left[i0 // bi], right[j0 // bj], out=bc[:n])
+            if n < ng * _GROUP:  # pad the last group with coefficient 1 (log 1 = 0)
+                bc[n:].fill_(1.0)
+            quad = bc.view(ng, _GROUP, a, b)
+            g = gbuf[: ng * a * b].view(ng, a, b)
+            torch.mul(quad[:, 0], quad[:, 1], out=g)
+            for k in range(2, _GROUP):
+                g.mul_(quad[:, k])
+            g.clamp_(max=1.0)
+            has_low = float(g.amin()) < underflow
+            if has_low:
+                idx = (g < underflow).nonzero(as_tuple=True)
+            g.log_()
+            if has_low:
+                g[idx] = quad[idx[0], :, idx[1], idx[2]].clamp(min=tiny, max=1.0).log().sum(-1)
+            out[i0:i1, j0:j1] -= g.sum(0, dtype=torch.float64)
+
+    out /= N
+    if sym:
+        up = torch.triu(out, diagonal=1)
+        out = up + up.T
+    return _back(out, like_torch)
+
+
+def bhattacharyya(P, Q, *, device=None):
+    """Bhattacharyya distance of eq. (2) of S between matching models (no pairing of all with all).
+
+    ``P`` and ``Q`` of shapes (..., N, C) that broadcast against each other; returns the
+    distances of shape (...) (a float for two single models).  Coefficients are clamped to
+    (tiny, 1] as in ``bhattacharyya_matrix``; accumulation is float64.
+    """
+    dev = _resolve_device(device, P, Q)
+    for name, x in (("P", P), ("Q", Q)):
+        if len(_shape_of(name, x)) < 2:
+            raise ValueError(f"{name} must have shape (..., N, C), got shape {_shape_of(name, x)}")
+    if _shape_of("P", P)[-2:] != _shape_of("Q", Q)[-2:]:
+        raise ValueError(f"P and Q must share (N, C), got {_shape_of('P', P)} and {_shape_of('Q', Q)}")
+    tP, tQ = _to_tensor(P, dev), _to_tensor(Q, dev)
+    _check_probs("P", tP)
+    _check_probs("Q", tQ)
+    d = _bhat_paired(tP, tQ)
+    like_torch = _is_torch(P) or _is_torch(Q)
+    if d.ndim == 0 and not like_torch:
+        return float(d)
+    return _back(d, like_torch)
+
+
+def _bhat_paired(tP: torch.Tensor, tQ: torch.Tensor) -> torch.Tensor:
+    bc = (tP.sqrt() * tQ.sqrt()).sum(-1).clamp(min=_TINY, max=1.0)
+    return -bc.log().mean(-1)
+
+
+# ----------------------------------------------------------------------------- eq. (3)
+def _slerp_sqrt(sP: torch.Tensor, sQ: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """Great-circle points between unit vectors sP, sQ (..., N, C) at lam (L,) -> (L, ..., N, C)."""
+    cos = (sP * sQ).sum(-1, keepdim=True).clamp(-1.0, 1.0)
+    theta = torch.arccos(cos)
+    sin = torch.sin(theta)
+    small = theta < _SMALL_ANGLE
+    safe = torch.where(small, torch.ones_like(sin), sin)
+    lam = lam.reshape((-1,) + (1,) * sP.ndim)
+    wa = torch.where(small, 1 - lam, torch.sin((1 - lam) * theta) / safe)
+    wb = torch.where(small, lam, torch.sin(lam * theta) / safe)
+    z = wa * sP + wb * sQ
+    return z / z.norm(dim=-1, keepdim=True)  # remove rounding; exact value already has norm 1
+
+
+def geodesic(P, Q, lam, *, device=None):
+    """Point(s) on the geodesic from P to Q in prediction space, eq. (3) of S.
+
+    For each sample n the vector sqrt(p^n) lies on the unit sphere in R^C; the geodesic of the
+    Fisher metric is the great circle, per sample:
+
+        sqrt(p^n_lam) = [sin((1-lam) d^n) sqrt(p^n) + sin(lam d^n) sqrt(q^n)] / sin(d^n),
+        d^n = arccos(sum_c sqrt(p^n(c) q^n(c))).
+
+    Samples where sqrt(p^n) and sqrt(q^n) coincide (d^n < 1e-7) use the limit (1-lam, lam)
+    weights.  The result is renormalised so every row sums to 1 to machine precision.
+
+    Parameters: P, Q of shape (N, C); ``lam`` a scalar in [0, 1] -> returns (N, C), or a 1-D
+    array of values in [0, 1] -> returns (len(lam), N, C).  Probabilities, float64.
+    """
+    dev = _resolve_device(device, P, Q)
+    tP = _probs("P", P, dev, (2,), "(N, C)")
+    tQ = _probs("Q", Q, dev, (2,), "(N, C)")
+    if tP.shape != tQ.shape:
+        raise ValueError(f"P and Q must have the same shape (N, C), got {tuple(tP.shape)} and {tuple(tQ.shape)}")
+    scalar = isinstance(lam, numbers.Real) or (np.ndim(lam) == 0 and not _is_torch(lam)) or (
+        _is_torch(lam) and lam.ndim == 0
+    )
+    lam_arr = np.atleast_1d(np.asarray(lam.cpu() if _is_torch(lam) else lam, dtype=np.float64))
+    if lam_arr.ndim != 1 or lam_arr.size == 0:
+        raise ValueError(f"lam must be a number or a non-empty 1-D array in [0, 1], got shape {lam_arr.shape}")
+    if not np.all(np.isfinite(lam_arr)) or lam_arr.min() < 0 or lam_arr.max() > 1:
+        raise ValueError(f"lam must be in [0, 1], got values from {lam_arr.min():g} to {lam_arr.max():g}")
+    z = _slerp_sqrt(tP.sqrt(), tQ.sqrt(), torch.as_tensor(lam_arr, device=dev))
+    out = z * z
+    if scalar:
+        out = out[0]
+    return _back(out, _is_torch(P) or _is_torch(Q))
+
+
+# ----------------------------------------------------------------------------- eq. (4)
+def _check_labels(labels, N, C, dev) -> torch.Tensor:
+    lab = labels.detach().cpu().numpy() if _is_torch(labels) else np.asarray(labels)
+    if lab.shape != (N,):
+        raise ValueError(f"labels must have shape (N,) = ({N},), got {lab.shape}")
+    if not np.issubdtype(lab.dtype, np.integer):
+        if not (np.issubdtype(lab.dtype, np.floating) and np.all(lab == np.round(lab))):
+            raise ValueError(f"labels must be integers in [0, {C - 1}], got dtype {lab.dtype}")
+    if lab.min() < 0 or lab.max() > C - 1:
+        raise ValueError(f"labels must be integers in [0, {C - 1}], got values from {lab.min()} to {lab.max()}")
+    return torch.as_tensor(lab.astype(np.int64), device=dev)
+
+
+def progress(P, labels, *, tol: float = 1e-10, device=None):
+    """Progress t_w of eq. (4) of S: where along the ignorance -> truth geodesic a model sits.
+
+    ``t_w = argmin_{lam in [0,1]} d_B(P_w, P_{0,*}^lam)`` with P_0 the uniform model (1/C
+    everywhere), P_* the one-hot model of ``labels`` and P^lam the geodesic of eq. (3).
+
+    Parameters: ``P`` of shape (m, N, C) or (N, C); ``labels`` integers (N,) in [0, C-1];
+    ``tol`` the width of the final bracket (default 1e-10).  Returns (m,) values in [0, 1]
+    (a float for one model; NumPy, or torch for torch input).  Needs C >= 2.
+
+    Reduction: per sample the geodesic's amplitude is u(lam) = cos(lam th) u0 + sin(lam th) v
+    with u0 = 1/sqrt(C), th = arccos(1/sqrt(C)) and v the unit vector towards e_y orthogonal to
+    u0, so the coefficient with the model is g_n(lam) = a_n cos(lam th) + b_n sin(lam th), where
+    a_n = sum_c sqrt(p_n(c)) / sqrt(C) and b_n = (sqrt(p_n(y_n)) - a_n / sqrt(C)) / sin th.
+    The objective f(lam) = -(1/N) sum_n log g_n(lam) needs two numbers per sample.
+
+    Unimodality: g_n(lam) = R_n cos(lam th - phi_n) is positive on [0, 1) (both unit vectors lie
+    in the non-negative orthant and a_n > 0), and log cos is concave where positive, so f is
+    convex on [0, 1]: its derivative f'(lam) = -(1/N) sum_n g_n'/g_n is non-decreasing.  We
+    bisect on the sign of f' for all models at once (f'(0) >= 0 -> t = 0, f'(1) <= 0 -> t = 1),
+    ceil(log2(1/tol)) steps, so the answer is within ``tol`` of the exact minimiser.
+    """
+    dev = _resolve_device(device, P)
+    shape = _shape_of("P", P)
+    _check_ndim("P", shape, (2, 3), "(m, N, C) or (N, C)")
+    tol = check_real_in("tol", tol, 1e-15, 0.5)
+    tP = _to_tensor(P, dev)
+    _check_probs("P", tP)
+    single = tP.ndim == 2
+    if single:
+        tP = tP[None]
+    m, N, C = tP.shape
+    if C < 2:
+        raise ValueError(f"P must have at least C = 2 classes for progress, got C = {C}")
+    lab = _check_labels(labels, N, C, dev)
+    sq = tP.sqrt()
+    a = sq.sum(-1) / math.sqrt(C)  # (m, N)
+    r = sq.gather(-1, lab.view(1, N, 1).expand(m, N, 1)).squeeze(-1)
+    th = math.acos(1.0 / math.sqrt(C))
+    b = (r - a / math.sqrt(C)) / math.sin(th)
+    t = _progress_from_ab(a, b, th, tol)
+    return float(t[0]) if single and not _is_torch(P) else _back(t[0] if single else t, _is_torch(P))
+
+
+def _progress_from_ab(a: torch.Tensor, b: torch.Tensor, th: float, tol: float) -> torch.Tensor:
+    tiny = float(np.finfo(np.float64).tiny)
+
+    def slope(lam):  # f'(lam) for every model, lam of shape (m,)
+        x = lam[:, None] * th
+        c, s = torch.cos(x), torch.sin(x)
+        g = (a * c + b * s).clamp(min=tiny)
+        return -(th * (b * c - a * s) / g).mean(-1)
+
+    m = a.shape[0]
+    lo = torch.zeros(m, dtype=torch.float64, device=a.device)
+    hi = torch.ones_like(lo)
+    at0 = slope(lo) >= 0
+    at1 = slope(hi) <= 0
+    for _ in range(max(1, math.ceil(math.log2(1.0 / tol)))):
+        mid = 0.5 * (lo + hi)
+        up = slope(mid) < 0
+        lo = torch.where(up, mid, lo)
+        hi = torch.where(up, hi, mid)
+    t = 0.5 * (lo + hi)
+    t = torch.where(at0, torch.zeros_like(t), torch.where(at1, torch.ones_like(t), t))
+    return t
+
+
+# ----------------------------------------------------------------------------- trajectories
+def _traj(name, x, dev, ndims=(3,), what="(T, N, C)"):
+    return _probs(name, x, dev, ndims, what)
+
+
+def interpolate_trajectory(traj, t_grid, *, labels=None, progress_values=None, device=None):
+    """Re-index a recorded trajectory by progress: checkpoints -> points at ``t_grid`` (S, after eq. 4).
+
+    ``traj`` (T, N, C): T >= 2 checkpoints of one model, in training order.  Their progress t_k
+    (eq. 4) is taken from ``progress_values`` (T,) or computed from ``labels`` (N,).  For each
+    t in ``t_grid`` (1-D, values in [0, 1]; e.g. ``np.linspace(0, 1, 100)`` as in the paper) the
+    first consecutive pair (k, k+1) whose progress values bracket t (in either order: progress
+    may go backwards) gives the point ``geodesic(P_k, P_{k+1}, lam)`` with
+    lam = (t - t_k) / (t_{k+1} - t_k), i.e. linear in progress along the geodesic between the
+    two checkpoints (eq. 3).  Grid values below the smallest (above the largest) recorded
+    progress map to the checkpoint of smallest (largest) progress.
+
+    Returns (len(t_grid), N, C) probabilities (NumPy, or torch for torch input).
+    """
+    dev = _resolve_device(device, traj)
+    tr = _traj("traj", traj, dev)
+    T = tr.shape[0]
+    if T < 2:
+        raise ValueError(f"traj must hold at least 2 checkpoints (T >= 2), got T = {T}")
+    grid = np.asarray(t_grid.cpu() if _is_torch(t_grid) else t_grid, dtype=np.float64)
+    if grid.ndim != 1 or grid.size == 0 or not np.all(np.isfinite(grid)) or grid.min() < 0 or grid.max() > 1:
+        raise ValueError("t_grid must be a non-empty 1-D array of values in [0, 1]")
+    if progress_values is None:
+        if labels is None:
+            raise ValueError("interpolate_trajectory needs labels (N,) or progress_values (T,)")
+        tk = np.asarray(_back(progress(tr, labels, device=dev), False), dtype=np.float64)
+    else:
+        tk = np.asarray(progress_values.cpu() if _is_torch(progress_values) else progress_values, dtype=np.float64)
+        if tk.shape != (T,) or not np.all(np.isfinite(tk)):
+            raise ValueError(f"progress_values must be {T} finite numbers (one per checkpoint), got shape {tk.shape}")
+    sq = tr.sqrt()
+    out = torch.empty((len(grid),) + tuple(tr.shape[1:]), dtype=torch.float64, device=dev)
+    k_lo, k_hi = int(np.argmin(tk)), int(np.argmax(tk))
+    for i, t in enumerate(grid):
+        if t <= tk[k_lo]:
+            out[i] = tr[k_lo]
+            continue
+        if t >= tk[k_hi]:
+            out[i] = tr[k_hi]
+            continue
+        for k in range(T - 1):
+            a, b = tk[k], tk[k + 1]
+            if min(a, b) <= t <= max(a, b):
+                lam = 0.0 if a == b else (t - a) / (b - a)
+                z = _slerp_sqrt(sq[k], sq[k + 1], torch.tensor([lam], dtype=torch.float64, device=dev))[0]
+                out[i] = z * z
+                break
+    return _back(out, _is_torch(traj))
+
+
+def _grid_weights(T: int, t_grid, dev) -> torch.Tensor:
+    """Trapezoid weights on ``t_grid`` (default: uniform grid of T points on [0, 1])."""
+    if t_grid is None:
+        if T == 1:
+            return torch.ones(1, dtype=torch.float64, device=dev)
+        t = torch.linspace(0, 1, T, dtype=torch.float64, device=dev)
+    else:
+        t = torch.as_tensor(np.asarray(t_grid.cpu() if _is_torch(t_grid) else t_grid, dtype=np.float64), device=dev)
+        if t.shape != (T,):
+            raise ValueError(f"t_grid must have one value per trajectory point ({T}), got shape {tuple(t.shape)}")
+    w = torch.zeros(T, dtype=torch.float64, device=dev)
+    dt = t[1:] - t[:-1]
+    w[:-1] += dt / 2
+    w[1:] += dt / 2
+    return w
+
+
+def trajectory_distance(traj_a, traj_b, *, t_grid=None, return_integrand: bool = False, device=None):
+    """Distance between two trajectories re-indexed by progress, eq. (5) of S.
+
+    ``d_traj = integral_0^1 d_B(P_a(t), P_b(t)) dt``, by the trapezoid rule on ``t_grid``
+    (default: T points uniform on [0, 1], the grid ``interpolate_trajectory`` produced).
+    ``traj_a``, ``traj_b``: (T, N, C) on the same grid (map both to one task first, eq. 8).
+    Returns a float, or ``(float, integrand (T,))`` with ``return_integrand`` (the curves of
+    App. G / Fig. A3 show the integrand).
+    """
+    dev = _resolve_device(device, traj_a, traj_b)
+    a = _traj("traj_a", traj_a, dev)
+    b = _traj("traj_b", traj_b, dev)
+    if a.shape != b.shape:
+        raise ValueError(f"traj_a and traj_b must have the same shape (T, N, C), got {tuple(a.shape)} and {tuple(b.shape)}")
+    d = _bhat_paired(a, b)
+    total = float((d * _grid_weights(a.shape[0], t_grid, dev)).sum())
+    if return_integrand:
+        return total, _back(d, _is_torch(traj_a))
+    return total
+
+
+def riemann_length(traj, *, device=None):
+    """Riemann length of a trajectory, eq. (6) of S: ``sum_k 2 sqrt(d_B(P_k, P_{k+1}))``.
+
+    ``traj`` (T, N, C), T >= 2 points in order.  Since ds^2 = 4 d_B for nearby models, each
+    step contributes the chord length 2 sqrt(d_B) between consecutive points (the paper's
+    definition).  As -log cos x >= x^2 / 2, coarse steps overestimate; on a finely interpolated
+    curve the sum converges to the Fisher-metric length (for a great circle whose per-sample
+    angles are theta_n it tends to sqrt(2 mean_n theta_n^2)), so interpolate first
+    (``interpolate_trajectory``) when checkpoints are far apart.
+    Returns a float.
+    """
+    dev = _resolve_device(device, traj)
+    tr = _traj("traj", traj, dev)
+    if tr.shape[0] < 2:
+        raise ValueError(f"traj must hold at least 2 points (T >= 2), got T = {tr.shape[0]}")
+    return float((2 * _bhat_paired(tr[:-1], tr[1:]).clamp(min=0).sqrt()).sum())
+
+
+def mean_trajectory(trajs, *, device=None):
+    """Mean of K trajectories on a common progress grid, App. G of S.
+
+    The Bhattacharyya centroid has no closed form, so (as the paper does) the mean is the
+    arithmetic mean of the probabilities: ``trajs`` (K, T, N, C) -> (T, N, C).
+    """
+    dev = _resolve_device(device, trajs)
+    t = _probs("trajs", trajs, dev, (4,), "(K, T, N, C)")
+    return _back(t.mean(0), _is_torch(trajs))
+
+
+def tube_radius(trajs, mean=None, *, integrated: bool = False, t_grid=None, device=None):
+    """Radius of the tube of K trajectories around their mean, App. G and Remark 5 of S.
+
+    Per progress value: ``r(t) = max_k d_B(P_k(t), P_mean(t))`` -> (T,).  With
+    ``integrated=True`` the App. G scalar ``max_k d_traj(tau_k, tau_mean)`` (eq. 5) instead.
+    ``trajs`` (K, T, N, C); ``mean`` (T, N, C), default ``mean_trajectory(trajs)``.
+    """
+    dev = _resolve_device(device, trajs)
+    t = _probs("trajs", trajs, dev, (4,), "(K, T, N, C)")
+    mu = t.mean(0) if mean is None else _probs("mean", mean, dev, (3,), "(T, N, C)")
+    if mu.shape != t.shape[1:]:
+        raise ValueError(f"mean must have shape {tuple(t.shape[1:])} (T, N, C), got {tuple(mu.shape)}")
+    d = _bhat_paired(t, mu[None])  # (K, T)
+    if integrated:
+        return float((d * _grid_weights(t.shape[1], t_grid, dev)).sum(1).max())
+    return _back(d.max(0).values, _is_torch(trajs))
+
+
+def normalized_distance(trajs_1, trajs_2, *, device=None):
+    """Distance between two families of trajectories in units of their tubes, Remark 5 of S.
+
+    ``2 d_B(mean_1(t), mean_2(t)) / (r_1(t) + r_2(t))`` per progress value, with the means and
+    tube radii of ``mean_trajectory`` / ``tube_radius``.  ``trajs_1`` (K1, T, N, C), ``trajs_2``
+    (K2, T, N, C) on the same grid, mapped to one task.  Below 1 the two tubes intersect.
+    Returns (T,).
+    """
+    dev = _resolve_device(device, trajs_1, trajs_2)
+    a = _probs("trajs_1", trajs_1, dev, (4,), "(K1, T, N, C)")
+    b = _probs("trajs_2", trajs_2, dev, (4,), "(K2, T, N, C)")
+    if a.shape[1:] != b.shape[1:]:
+        raise ValueError(f"trajs_1 and trajs_2 must share (T, N, C), got {tuple(a.shape)} and {tuple(b.shape)}")
+    ma, mb = a.mean(0), b.mean(0)
+    ra = _bhat_paired(a, ma[None]).max(0).values
+    rb = _bhat_paired(b, mb[None]).max(0).values
+    d = 2 * _bhat_paired(ma, mb) / (ra + rb).clamp(min=_TINY)
+    return _back(d, _is_torch(trajs_1))
+
+
+# ----------------------------------------------------------------------------- eqs. (7)-(8)
+def _features(name, x, dev):
+    shape = _shape_of(name, x)
+    if len(shape) < 2:
+        raise ValueError(f"{name} must have shape (..., n, d), got shape {shape}")
+    t = _to_tensor(x, dev)
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} must be finite; it has NaN or inf entries")
+    return t
+
+
+def imprint(features, labels, n_classes: int, *, normalize_features: bool = False, device=None):
+    """Imprinted classifier weights, eq. (7) of S (App. D).
+
+    ``w_c = h_c / ||h_c||`` with ``h_c`` the sum of the features of the samples of class c.
+    ``features`` (..., n, d) (leading axes e.g. checkpoints, handled at once); ``labels`` (n,)
+    integers in [0, n_classes - 1], every class present.  With ``normalize_features`` each
+    feature vector is scaled to unit norm first (cosine classifier).  Returns (..., n_classes, d).
+    """
+    dev = _resolve_device(device, features)
+    n_classes = check_positive_int("n_classes", n_classes, minimum=2)
+    f = _features("features", features, dev)
+    lab = _check_labels(labels, f.shape[-2], n_classes, dev)
+    if torch.bincount(lab, minlength=n_classes).min() == 0:
+        raise ValueError(f"labels must contain every class 0..{n_classes - 1} to imprint its weights")
+    if normalize_features:
+        f = f / f.norm(dim=-1, keepdim=True).clamp(min=_TINY)
+    onehot = torch.nn.functional.one_hot(lab, n_classes).to(torch.float64)  # (n, K)
+    h = onehot.T @ f  # (..., K, d)
+    w = h / h.norm(dim=-1, keepdim=True).clamp(min=_TINY)
+    return _back(w, _is_torch(features))
+
+
+def imprinted_probabilities(features, weights, *, normalize_features: bool = False, scale: float = 1.0, device=None):
+    """Softmax predictions of an imprinted head: ``p(c|x) = softmax_c(scale * w_c . phi(x))`` (App. E).
+
+    ``features`` (..., n, d), ``weights`` (..., K, d) from ``imprint``; returns (..., n, K).
+    """
+    dev = _resolve_device(device, features)
+    f = _features("features", features, dev)
+    w = _features("weights", weights, dev)
+    if f.shape[-1] != w.shape[-1]:
+        raise ValueError(f"features and weights must share the feature dimension d, got {f.shape[-1]} and {w.shape[-1]}")
+    from .validation import check_positive_real
+
+    scale = check_positive_real("scale", scale)
+    if normalize_features:
+        f = f / f.norm(dim=-1, keepdim=True).clamp(min=_TINY)
+    return _back(torch.softmax(scale * f @ w.transpose(-1, -2), dim=-1), _is_torch(features))
+
+
+def to_union_task(features, union_labels, n_union: int, *, eval_features=None, normalize_features: bool = False,
+                  scale: float = 1.0, device=None):
+    """Map a model (its backbone features) to the union task, eq. (8) of S.
+
+    A model trained on task k predicts over its own C^k classes; to compare models of different
+    tasks the paper re-heads each on the union task U (all classes) by imprinting (eq. 7) and
+    then reads its predictions on U's samples.  ``features`` (..., n, d) of U's samples with
+    ``union_labels`` (n,) in [0, n_union - 1] give the head; predictions are made on
+    ``eval_features`` (..., N, d) (default: the same samples).  Returns (..., N, n_union).
+    """
+    w = imprint(features, union_labels, n_union, normalize_features=normalize_features, device=device)
+    ev = features if eval_features is None else eval_features
+    if _is_torch(ev) and not _is_torch(w):
+        w = torch.as_tensor(w)
+    return imprinted_probabilities(ev, w, normalize_features=normalize_features, scale=scale, device=device)
+
+
+# ----------------------------------------------------------------------------- eqs. (9)-(11)
+@dataclass
+class InPCA:
+    """An InPCA embedding (eqs. 9-11 of S).
+
+    ``coords`` (m, k): eigenvector * sqrt(|eigenvalue|); ``eigenvalues`` (k,) signed, by
+    decreasing magnitude (negative ones are time-like directions of the Minkowski embedding:
+    ``d_B(u, v) ~= sum_i sign(eig_i) (x_ui - x_vi)^2``, exact with all m components, eq. 10);
+    ``explained_stress`` chi_k of eq. (11) for the k components kept; ``stress_by_k`` (k,) chi_j
+    for j = 1..k; ``method`` the eigensolver used.
+    """
+
+    coords: np.ndarray
+    eigenvalues: np.ndarray
+    explained_stress: float
+    stress_by_k: np.ndarray
+    method: str
+
+    @property
+    def signature(self) -> np.ndarray:
+        return np.sign(self.eigenvalues)
+
+    def distances(self) -> np.ndarray:
+        """Pairwise d_B reproduced by the kept components, eq. (10) -> (m, m)."""
+        x = self.coords
+        diff = x[:, None, :] - x[None, :, :]
+        return (diff**2 * self.signature).sum(-1)
+
+
+_INPCA_METHODS = ("auto", "full", "eigsh", "lobpcg")
+
+
+def inpca(D, k: int = 3, method: str = "auto", *, seed: int = 0):
+    """Intensive PCA of a matrix of Bhattacharyya distances, eqs. (9)-(11) of S.
+
+    ``W = -L D L / 2`` with L = I - 11^T/m (double centring); W = U S U^T with eigenvalues
+    ordered by decreasing |S|; coordinates X = U sqrt(S), stored as U sqrt(|S|) with the signs
+    in ``eigenvalues``.  Keeps the k eigenpairs of largest magnitude.  Explained stress
+    chi_k = 1 - sqrt(sum_{i>k} S_i^2 / sum_i S_i^2), where sum_i S_i^2 = ||W||_F^2, so it is
+    exact without the discarded eigenvalues.
+
+    Parameters
+    ----------
+    D : (m, m) symmetric, finite (tolerance 1e-8 relative), e.g. ``bhattacharyya_matrix(P)``.
+    k : components kept, 1 <= k <= m (default 3).
+    method : ``"full"`` (dense eigh), ``"eigsh"`` (SciPy ARPACK, which='LM': largest magnitude,
+        both signs), ``"lobpcg"`` (torch.lobpcg on W^2, whose top eigenvectors are W's
+        largest-|S| ones; signs from Rayleigh quotients; needs m >= 3k; runs on the GPU), or
+        ``"auto"``: full when m <= 500 or k > m / 10, else eigsh.
+    seed : start vector of the iterative solvers (deterministic results).
+
+    Eigenvector signs are fixed so that each column's largest-|.| entry is positive.
+    Returns an ``InPCA``.
+    """
+    Dn = np.asarray(D.detach().cpu() if _is_torch(D) else D, dtype=np.float64)
+    if Dn.ndim != 2 or Dn.shape[0] != Dn.shape[1] or Dn.shape[0] < 2:
+        raise ValueError(f"D must be a square (m, m) matrix with m >= 2, got shape {Dn.shape}")
+    if not np.all(np.isfinite(Dn)):
+        raise ValueError("D must be finite; it has NaN or inf entries")
+    scale = max(float(np.abs(Dn).max()), _TINY)
+    if float(np.abs(Dn - Dn.T).max()) > 1e-8 * scale:
+        raise ValueError("D must be symmetric (within 1e-8 of its largest entry)")
+    m = Dn.shape[0]
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= m:
+        raise ValueError(f"k must be an integer in [1, m] = [1, {m}], got {k!r}")
+    k = int(k)
+    check_choice("method", method, _INPCA_METHODS)
+    seed = check_seed("seed", seed)
+    Dn = (Dn + Dn.T) / 2
+    W = Dn - Dn.mean(0, keepdims=True) - Dn.mean(1, keepdims=True) + Dn.mean()
+    W *= -0.5
+    if method == "auto":
+        method = "full" if (m <= 500 or k > m / 10) else "eigsh"
+    if method == "eigsh" and k >= m - 1:
+        method = "full"
+    if method == "lobpcg" and m < 3 * k:
+        raise ValueError(f"method='lobpcg' needs m >= 3k, got m = {m}, k = {k}; use 'full' or 'eigsh'")
+    if method == "full":
+        vals, vecs = np.linalg.eigh(W)
+    elif method == "eigsh":
+        from scipy.sparse.linalg import eigsh
+
+        v0 = np.random.default_rng(seed).standard_normal(m)
+        vals, vecs = eigsh(W, k=k, which="LM", v0=v0, tol=0, maxiter=max(1000, 20 * m))
+    else:
+        dev = get_device()
+        Wt = torch.as_tensor(W, device=dev)
+        g = torch.Generator(device="cpu").manual_seed(seed)
+        X0 = torch.randn(m, min(m // 3, max(2 * k, k + 2)), generator=g, dtype=torch.float64).to(dev)
+        _, vecs_t = torch.lobpcg(Wt @ Wt, X=X0, k=X0.shape[1], largest=True, tol=1e-12, niter=2000)
+        vecs = vecs_t.cpu().numpy()
+        vals = np.einsum("ij,ij->j", vecs, W @ vecs)
+    order = np.argsort(-np.abs(vals), kind="stable")[:k]
+    vals, vecs = vals[order], vecs[:, order]
+    flip = np.sign(vecs[np.argmax(np.abs(vecs), axis=0), np.arange(k)])
+    vecs = vecs * np.where(flip == 0, 1.0, flip)
+    total = float((W * W).sum())
+    cum = np.cumsum(vals**2)
+    stress = 1.0 - np.sqrt(np.clip(total - cum, 0.0, None) / max(total, _TINY))
+    return InPCA(coords=vecs * np.sqrt(np.abs(vals)), eigenvalues=vals, explained_stress=float(stress[-1]),
+                 stress_by_k=stress, method=method)
+
+
+# ----------------------------------------------------------------------------- App. A.2
+def stochastic_projection(P, n_out: int, *, seed: int = 0, concentration: float = 1.0, device=None):
+    """The random stochastic projection of App. A.2 of S: predictions over C classes -> n_out "classes".
+
+    A random column-stochastic matrix R (n_out, C) (each column drawn from a Dirichlet with the
+    given ``concentration``; small values map each class mostly to one output, i.e. random
+    merges of classes) gives p'(j) = sum_c R[j, c] p(c), again a probability vector.  The same
+    R (fixed by ``seed``) must be used for every model that is compared.  ``P`` (..., N, C) ->
+    (..., N, n_out).  Stochastic maps can only shrink d_B (data processing), so the embedding
+    of projected models agrees with the exact one up to that contraction.
+    """
+    dev = _resolve_device(device, P)
+    shape = _shape_of("P", P)
+    if len(shape) < 2:
+        raise ValueError(f"P must have shape (..., N, C), got shape {shape}")
+    n_out = check_positive_int("n_out", n_out, minimum=2)
+    seed = check_seed("seed", seed)
+    from .validation import check_positive_real
+
+    concentration = check_positive_real("concentration", concentration)
+    C = shape[-1]
+    R = np.random.default_rng(seed).dirichlet(np.full(n_out, concentration), size=C).T  # (n_out, C)
+    t = _to_tensor(P, dev)
+    _check_probs("P", t)
+    out = t @ torch.as_tensor(R.T, device=dev)
+    return _back(out, _is_torch(P))
+
+
+def inpca_projected(P, k: int = 3, n_out: int = 16, *, seed: int = 0, concentration: float = 1.0,
+                    method: str = "auto", device=None, **matrix_kwargs):
+    """InPCA of models after the stochastic projection of App. A.2 (cheaper when C is large).
+
+    ``P`` (m, N, C) -> ``inpca(bhattacharyya_matrix(stochastic_projection(P, n_out)), k)``.
+    """
+    Pp = stochastic_projection(P, n_out, seed=seed, concentration=concentration, device=device)
+    D = bhattacharyya_matrix(Pp, device=device, **matrix_kwargs)
+    return inpca(D, k, method, seed=seed)
