@@ -720,7 +720,7 @@ def inpca(D, k: int = 3, method: str = "auto", *, seed: int = 0):
         from scipy.sparse.linalg import eigsh
 
         v0 = np.random.default_rng(seed).standard_normal(m)
-        vals, vecs = eigsh(W, k=k, which="LM", v0=v0, tol=0, maxiter=max(1000, 20 * m))
+        vals, vecs = eigsh(W, k=k, which="LM", v0=v0, tol=1e-12, maxiter=max(1000, 20 * m))
     else:
         dev = get_device()
         Wt = torch.as_tensor(W, device=dev)
