@@ -264,6 +264,40 @@ def test_c1_slider_switches_frames_offline(built_book, browser, tmp_path):
     assert not blocked, f"the C1 page tried to reach the network: {blocked}"
 
 
+def _chapter_pages() -> list[str]:
+    """The HTML page of every notebook listed in _toc.yml, e.g. notebooks/part_c/c3_replica_theory.html."""
+    toc = (REPO_ROOT / "_toc.yml").read_text(encoding="utf-8")
+    return [f"{path}.html" for path in re.findall(r"file:\s*(notebooks/\S+)", toc)]
+
+
+def test_every_notebook_is_a_chapter():
+    from tasknb.runner import list_notebooks
+
+    in_toc = {Path(p).stem for p in _chapter_pages()}
+    on_disk = {path.stem for path in list_notebooks(REPO_ROOT).values()}
+    assert on_disk == in_toc, f"notebooks missing from _toc.yml: {sorted(on_disk - in_toc)}; " \
+                              f"toc entries without a notebook: {sorted(in_toc - on_disk)}"
+
+
+@pytest.mark.parametrize("chapter", _chapter_pages())
+def test_chapter_slider_switches_frames_offline(built_book, browser, chapter):
+    """Each chapter page exists, embeds its widget state, and its first slider works with no kernel or network."""
+    html = Path(built_book) / chapter
+    assert html.is_file(), f"{chapter} is missing from the built book"
+    assert WIDGET_STATE in html.read_text(encoding="utf-8"), f"{chapter} carries no widget state"
+    with _LocalSite(Path(built_book)) as site:
+        page, blocked, errors = _open_offline(browser, site.url + chapter)
+        handle = page.locator(SLIDER_HANDLE).first
+        handle.scroll_into_view_if_needed()
+        before = _shown_frame(handle)
+        _press(page, handle)
+        after = _shown_frame(handle)
+        page.close()
+    assert after["sha256"] != before["sha256"], f"ArrowRight on the first slider of {chapter} did not change the frame"
+    assert not errors, f"errors while loading {chapter}: {errors}"
+    assert not blocked, f"{chapter} tried to reach the network: {blocked}"
+
+
 # --- the demo book: the mechanism on its own --------------------------------------
 
 def test_build_refuses_a_notebook_with_an_error_output(tmp_path):
