@@ -247,23 +247,6 @@ def test_book_has_pages_widget_state_and_local_widget_js(built_book):
         assert (static / name).is_file(), f"_static/{name} is missing"
 
 
-def test_c1_slider_switches_frames_offline(built_book, browser, tmp_path):
-    with _LocalSite(Path(built_book)) as site:
-        page, blocked, errors = _open_offline(browser, site.url + C1_PAGE)
-        handle = page.locator(SLIDER_HANDLE).first
-        handle.scroll_into_view_if_needed()
-        before = _shown_frame(handle)
-        _press(page, handle)
-        after = _shown_frame(handle)
-        page.screenshot(path=str(tmp_path / "c1.png"), full_page=True)
-        page.close()
-    assert after["src"] != before["src"] and after["sha256"] != before["sha256"], (
-        "pressing ArrowRight on the first C1 slider did not change the frame shown"
-    )
-    assert not errors, f"errors while loading the C1 page: {errors}"
-    assert not blocked, f"the C1 page tried to reach the network: {blocked}"
-
-
 def _chapter_pages() -> list[str]:
     """The HTML page of every notebook listed in _toc.yml, e.g. notebooks/part_c/c3_replica_theory.html."""
     toc = (REPO_ROOT / "_toc.yml").read_text(encoding="utf-8")
