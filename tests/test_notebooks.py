@@ -63,6 +63,7 @@ def test_notebook_conventions(nb_id):
     ("c7", "q", -1.5, r"q must be in \[-1, 1\]"),
     ("c8", "device", "tpu", r"device must be one of 'auto', 'cpu', 'cuda'"),
     ("c9", "n_classes", 1, r"n_classes must be an integer >= 2"),
+    ("s1", "n_seeds", 1, r"n_seeds must be an integer >= 2"),
 ])
 def test_bad_notebook_parameter_stops_with_its_name(tmp_path, nb_id, name, value, message):
     import re
