@@ -32,7 +32,7 @@ from .learners import (TwoLayerStack, classification_error, features, fit_logist
                        train_two_layer)
 from .phase_diagrams import theory_over_targets
 from .transfer import (FINETUNE_DEFAULT, LEARNERS, SCRATCH_DEFAULT, SOURCE_DEFAULT, TrainingConfig, TransferCurves,
-                       stack_samples)
+                       check_learners, stack_samples)
 from .validation import check_choice, check_int_sequence, check_positive_int, check_positive_real, check_seed
 
 __all__ = ["DIRECTIONS", "train_sources", "transfer_curves_many", "AsymmetrySweep", "asymmetry_sweep", "HardEasy", "hard_easy_curves"]
@@ -58,11 +58,7 @@ def _check_learners(learners) -> list[str]:
     learners = list(learners)
     if not learners:
         raise ValueError(f"learners must be a non-empty subset of {LEARNERS}")
-    for n in learners:
-        check_choice("learners", n, LEARNERS)
-    if "ft-TF" in learners and "TF" not in learners:
-        raise ValueError("learners: 'ft-TF' starts from the TF solution, so it needs 'TF' too")
-    return learners
+    return check_learners(learners)
 
 
 def _check_config(name: str, value) -> TrainingConfig:

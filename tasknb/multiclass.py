@@ -43,7 +43,7 @@ from .chmm import CHMM, CHMMSample
 from .device import generator, get_device
 from .learners import HeadFit, TrainingResult, features
 from .transfer import (FINETUNE_DEFAULT, LEARNERS, SCRATCH_DEFAULT, SOURCE_DEFAULT, NetworkFamily, TrainingConfig,
-                       TransferCurves, fit_target_learners)
+                       TransferCurves, check_learners, target_learning_curves)
 from .validation import (check_choice, check_int_sequence, check_positive_int, check_positive_real,
                          check_real_in, check_seed)
 
@@ -443,7 +443,7 @@ def train_softmax_net(params: SoftmaxStack, X: torch.Tensor, y: torch.Tensor, *,
 # ============================================================================ transfer protocol
 
 def softmax_family(K: int, H: int, D: int, n_classes: int, device, max_iter: int = 200) -> NetworkFamily:
-    """K softmax networks (C = ``n_classes`` outputs) for :func:`tasknb.transfer.fit_target_learners`."""
+    """K softmax networks (C = ``n_classes`` outputs) for :func:`tasknb.transfer.target_learning_curves`."""
     def train(net, X, y, config, lam, seed):
         return train_softmax_net(net, X, y, epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
                                  lam=lam, seed=seed)
@@ -515,11 +515,7 @@ def multiclass_transfer_curves(D: int, H: int, L_source: int, L_target: int, n_c
     M_test = check_positive_int("M_test", M_test)
     K = check_positive_int("realizations", realizations)
     lam = check_positive_real("lam", lam)
-    learners = list(learners)
-    for n in learners:
-        check_choice("learners", n, LEARNERS)
-    if "ft-TF" in learners and "TF" not in learners:
-        raise ValueError("learners: 'ft-TF' starts from the TF solution, so it needs 'TF' too")
+    learners = check_learners(learners)
     seed = check_seed("seed", seed)
     dev = get_device(device)
     chmms = [MulticlassCHMM(D, L_source, L_target, C, eta, rho, q, seed=seed + k, device=dev) for k in range(K)]
@@ -538,17 +534,10 @@ def multiclass_transfer_curves(D: int, H: int, L_source: int, L_target: int, n_c
     W1_rf = init_softmax_net(K, H, D, C, seed=seed + 40_000, device=dev).W1
     Xt_test, yt_test = stack_multiclass_samples(chmms, M_test, "target", seed + 50_000)
 
-    errors = {n: np.zeros((len(M_grid), K)) for n in learners}
-    conv = {n: np.zeros((len(M_grid), K), dtype=bool) for n in ("TF", "RF") if n in learners}
-    family = softmax_family(K, H, D, C, dev, max_iter=max_iter)
-    for i, M in enumerate(tqdm(M_grid, desc="target sizes", disable=not progress)):
-        X, y = stack_multiclass_samples(chmms, M, "target", seed + 60_000 + 1000 * i)
-        err_i, conv_i = fit_target_learners(family, W1_tf, W1_rf, X, y, Xt_test, yt_test, learners, lam,
-                                            scratch, finetune, init_seed=seed + 70_000 + i, train_seed=seed + i)
-        for name in err_i:
-            errors[name][i] = err_i[name]
-        for name in conv_i:
-            conv[name][i] = conv_i[name]
+    errors, conv = target_learning_curves(
+        softmax_family(K, H, D, C, dev, max_iter=max_iter), W1_tf, W1_rf,
+        lambda i, M: stack_multiclass_samples(chmms, M, "target", seed + 60_000 + 1000 * i), M_grid,
+        Xt_test, yt_test, learners, lam, scratch, finetune, seed, progress=progress)
     config = dict(D=D, H=H, L_source=L_source, L_target=L_target, n_classes=C, eta=eta, rho=rho, q=q,
                   M_source=M_source, M_test=M_test, realizations=K, lam=lam, seed=seed,
                   source=source, scratch=scratch, finetune=finetune, device=str(dev))

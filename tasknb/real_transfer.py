@@ -41,7 +41,7 @@ from .device import generator, get_device
 from .learners import TwoLayerStack, classification_error, init_two_layer, train_two_layer
 from .tasks import EVEN_ODD, LESS_THAN_5, binary_relabel
 from .transfer import (FINETUNE_DEFAULT, LEARNERS, SCRATCH_DEFAULT, SOURCE_DEFAULT, TrainingConfig,
-                       TransferCurves, binary_family, fit_target_learners)
+                       TransferCurves, binary_family, check_learners, target_learning_curves)
 from .validation import (check_choice, check_int_sequence, check_positive_int, check_positive_real, check_real_in,
                          check_seed)
 
@@ -416,10 +416,7 @@ def learning_curves_on_tasks(source_X: torch.Tensor, source_y: torch.Tensor, tar
     learners = list(learners)
     if not learners:
         raise ValueError(f"learners must be a non-empty subset of {LEARNERS}")
-    for n in learners:
-        check_choice("learners", n, LEARNERS)
-    if "ft-TF" in learners and "TF" not in learners:
-        raise ValueError("learners: 'ft-TF' starts from the TF solution, so it needs 'TF' too")
+    learners = check_learners(learners)
     for cname, cfg in (("source", source), ("scratch", scratch), ("finetune", finetune)):
         if not isinstance(cfg, TrainingConfig):
             raise ValueError(f"{cname} must be a tasknb.transfer.TrainingConfig, got {type(cfg).__name__}")
@@ -471,17 +468,9 @@ def learning_curves_on_tasks(source_X: torch.Tensor, source_y: torch.Tensor, tar
     W1_rf = init_two_layer(K, H, D, seed=seed + 40_000, device=dev, dtype=dtype).W1
     perms = permutations(target_X.shape[0], 50_000)
 
-    errors = {n: np.zeros((len(M_grid), K)) for n in learners}
-    conv = {n: np.zeros((len(M_grid), K), dtype=bool) for n in ("TF", "RF") if n in learners}
-    family = binary_family(K, H, D, dev, dtype)
-    for i, M in enumerate(tqdm(M_grid, desc=desc, disable=not progress, leave=False)):
-        X, y = gather(target_X, target_y, perms[:, :M])
-        err_i, conv_i = fit_target_learners(family, W1_tf, W1_rf, X, y, Xt_test, yt_test, learners, lam,
-                                            scratch, finetune, init_seed=seed + 70_000 + i, train_seed=seed + i)
-        for name in err_i:
-            errors[name][i] = err_i[name]
-        for name in conv_i:
-            conv[name][i] = conv_i[name]
+    errors, conv = target_learning_curves(
+        binary_family(K, H, D, dev, dtype), W1_tf, W1_rf, lambda i, M: gather(target_X, target_y, perms[:, :M]),
+        M_grid, Xt_test, yt_test, learners, lam, scratch, finetune, seed, progress=progress, desc=desc, leave=False)
     config = dict(D=D, H=H, M_source=M_source, M_val=M_val, M_test=n_test, realizations=K, lam=lam,
                   seed=seed, patience=patience, source=source, scratch=scratch, finetune=finetune,
                   device=str(dev))

@@ -25,7 +25,7 @@ from .learners import (TwoLayerStack, features, fit_logistic_head, init_two_laye
 from .validation import check_choice, check_int_sequence, check_positive_int, check_positive_real, check_seed
 
 __all__ = ["LEARNERS", "TrainingConfig", "TransferCurves", "NetworkFamily", "binary_family",
-           "fit_target_learners", "stack_samples", "train_source", "transfer_learning_curves"]
+           "check_learners", "fit_target_learners", "target_learning_curves", "stack_samples", "train_source", "transfer_learning_curves"]
 
 #: the four learners, in the order the book plots them
 LEARNERS = ("TF", "RF", "2L", "ft-TF")
@@ -110,6 +110,41 @@ def fit_target_learners(family: NetworkFamily, W1_tf: torch.Tensor, W1_rf: torch
         r = family.train(heads["TF"], X, y, finetune, lam, train_seed)
         errors["ft-TF"] = family.error(r.params, X_test, y_test).cpu().numpy()
     return errors, converged
+
+
+def target_learning_curves(family: NetworkFamily, W1_tf: torch.Tensor, W1_rf: torch.Tensor, draw, M_grid,
+                           X_test: torch.Tensor, y_test: torch.Tensor, learners, lam: float,
+                           scratch: TrainingConfig, finetune: TrainingConfig, seed: int, progress: bool = True,
+                           desc: str = "target sizes", leave: bool = True):
+    """Step 2 of the protocol over a grid of target sizes: :func:`fit_target_learners` at each M.
+
+    ``draw(i, M)`` returns the K target training sets of the i-th size, X (K, M, D) and y (K, M).
+    Size i draws its 2L networks with seed ``seed + 70_000 + i`` and shuffles its Adam runs with
+    ``seed + i``.  Returns ``(errors, converged)``: ``errors[name]`` (len(M_grid), K) test errors
+    and ``converged[name]`` (len(M_grid), K) flags of the TF and RF read-outs.
+    """
+    K = W1_tf.shape[0]
+    errors = {n: np.zeros((len(M_grid), K)) for n in learners}
+    converged = {n: np.zeros((len(M_grid), K), dtype=bool) for n in ("TF", "RF") if n in learners}
+    for i, M in enumerate(tqdm(M_grid, desc=desc, disable=not progress, leave=leave)):
+        X, y = draw(i, M)
+        err_i, conv_i = fit_target_learners(family, W1_tf, W1_rf, X, y, X_test, y_test, learners, lam,
+                                            scratch, finetune, init_seed=seed + 70_000 + i, train_seed=seed + i)
+        for name in err_i:
+            errors[name][i] = err_i[name]
+        for name in conv_i:
+            converged[name][i] = conv_i[name]
+    return errors, converged
+
+
+def check_learners(learners) -> list[str]:
+    """Return ``learners`` as a list if each is one of LEARNERS and ft-TF comes with TF, else raise."""
+    learners = list(learners)
+    for n in learners:
+        check_choice("learners", n, LEARNERS)
+    if "ft-TF" in learners and "TF" not in learners:
+        raise ValueError("learners: 'ft-TF' starts from the TF solution, so it needs 'TF' too")
+    return learners
 
 
 def stack_samples(chmms: list[CHMM], M: int, which: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -218,11 +253,7 @@ def transfer_learning_curves(D: int, H: int, L_source: int, L_target: int, eta: 
     M_test = check_positive_int("M_test", M_test)
     K = check_positive_int("realizations", realizations)
     lam = check_positive_real("lam", lam)
-    learners = list(learners)
-    for n in learners:
-        check_choice("learners", n, LEARNERS)
-    if "ft-TF" in learners and "TF" not in learners:
-        raise ValueError("learners: 'ft-TF' starts from the TF solution, so it needs 'TF' too")
+    learners = check_learners(learners)
     seed = check_seed("seed", seed)
     dev = get_device(device)
     chmms = [CHMM(D, L_source, L_target, eta, rho, q, seed=seed + k, device=dev) for k in range(K)]
@@ -241,18 +272,10 @@ def transfer_learning_curves(D: int, H: int, L_source: int, L_target: int, eta: 
     W1_rf = init_two_layer(K, H, D, seed=seed + 40_000, device=dev).W1
     Xt_test, yt_test = stack_samples(chmms, M_test, "target", seed + 50_000)
 
-    errors = {n: np.zeros((len(M_grid), K)) for n in learners}
-    conv = {n: np.zeros((len(M_grid), K), dtype=bool) for n in ("TF", "RF") if n in learners}
-    family = binary_family(K, H, D, dev)
-    bar = tqdm(M_grid, desc="target sizes", disable=not progress)
-    for i, M in enumerate(bar):
-        X, y = stack_samples(chmms, M, "target", seed + 60_000 + 1000 * i)
-        err_i, conv_i = fit_target_learners(family, W1_tf, W1_rf, X, y, Xt_test, yt_test, learners, lam,
-                                            scratch, finetune, init_seed=seed + 70_000 + i, train_seed=seed + i)
-        for name in err_i:
-            errors[name][i] = err_i[name]
-        for name in conv_i:
-            conv[name][i] = conv_i[name]
+    errors, conv = target_learning_curves(
+        binary_family(K, H, D, dev), W1_tf, W1_rf,
+        lambda i, M: stack_samples(chmms, M, "target", seed + 60_000 + 1000 * i), M_grid, Xt_test, yt_test,
+        learners, lam, scratch, finetune, seed, progress=progress)
     config = dict(D=D, H=H, L_source=L_source, L_target=L_target, eta=eta, rho=rho, q=q,
                   M_source=M_source, M_test=M_test, realizations=K, lam=lam, seed=seed,
                   source=source, scratch=scratch, finetune=finetune, device=str(dev))
