@@ -32,8 +32,10 @@ from .tasks import class_subset
 from .validation import (check_choice, check_int_sequence, check_positive_int, check_positive_real,
                          check_seed)
 
-__all__ = ["SmallCNN", "Trajectories", "default_checkpoints", "record_trajectories",
-           "save_trajectories", "load_trajectories", "product_hellinger_vs_n", "OPTIMIZERS"]
+__all__ = ["SmallCNN", "Trajectories", "PredictionSet", "default_checkpoints", "record_trajectories",
+           "record_run", "prediction_set", "init_cnn", "batch_stream", "make_optimizer", "load_task_images",
+           "draw_subset", "check_checkpoints", "trajectories_from_probs", "progress_bar",
+           "save_trajectories", "load_trajectories", "product_hellinger_vs_n", "OPTIMIZERS", "READOUTS"]
 
 #: optimizers accepted by :func:`record_trajectories`
 OPTIMIZERS = ("sgd", "adam")
@@ -58,10 +60,14 @@ class SmallCNN(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(4)
         self.head = nn.Linear(16 * c2, n_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features phi(x; w_1) of eq. (7) of S: (B, 1, 28, 28) -> (B, 16*c2), >= 0."""
         x = F.relu(self.conv1(x))
         x = F.relu(self.conv2(x))
-        return self.head(self.pool(x).flatten(1))
+        return self.pool(x).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
 
 
 @dataclass
@@ -105,18 +111,197 @@ def default_checkpoints(steps: int, n: int = 10) -> list[int]:
     return [0] + [int(p) for p in pts]
 
 
-def _fixed_test_set(dataset, classes, n_test, data_seed):
-    X, y = load_dataset(dataset, "test")
-    X, y = class_subset(X, y, classes)
-    if n_test > len(y):
-        raise ValueError(f"n_test must be an integer in [1, {len(y)}] for these classes, got {n_test}")
-    idx = torch.randperm(len(y), generator=generator(data_seed))[:n_test]
+READOUTS = ("softmax", "imprint")
+
+
+def init_cnn(n_classes: int, channels=(8, 16), seed: int = 0, device="auto") -> SmallCNN:
+    """A :class:`SmallCNN` whose weights depend on ``seed`` only (drawn on the CPU, then moved to
+    ``device``), so a seed gives the same network on every device and whatever ran before."""
+    seed = check_seed("seed", seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = SmallCNN(n_classes, channels)
+    return model.to(get_device(device))
+
+
+def batch_stream(n: int, batch_size: int, seed: int):
+    """Endless mini-batch index tensors (batch_size,) over range(n): reshuffled epochs drawn from a
+    generator seeded with ``seed``; a short tail of an epoch is dropped."""
+    n = check_positive_int("n", n)
+    batch_size = check_positive_int("batch_size", batch_size)
+    if batch_size > n:
+        raise ValueError(f"batch_size must be an integer in [1, {n}] (the training-set size), got {batch_size}")
+    g = generator(check_seed("seed", seed))
+    order, pos = torch.randperm(n, generator=g), 0
+    while True:
+        if pos + batch_size > n:
+            order, pos = torch.randperm(n, generator=g), 0
+        yield order[pos:pos + batch_size]
+        pos += batch_size
+
+
+def make_optimizer(params, optimizer: str = "sgd", lr: float = 0.05, momentum: float = 0.9,
+                   weight_decay: float = 0.0):
+    """torch.optim.SGD (with ``momentum``) or Adam over ``params``; arguments validated by name."""
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    lr = check_positive_real("lr", lr)
+    momentum = check_positive_real("momentum", momentum, allow_zero=True)
+    weight_decay = check_positive_real("weight_decay", weight_decay, allow_zero=True)
+    if optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
+def load_task_images(dataset: str, split: str, classes) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (n, 1, 28, 28) and task labels 0..C-1 of ``classes`` (digits upsampled to 28x28)."""
+    check_choice("dataset", dataset, DATASETS)
+    kw = {"size": 28} if dataset == "digits" else {}
+    X, y = load_dataset(dataset, split, **kw)
+    return class_subset(X, y, classes)
+
+
+def draw_subset(X, y, n, seed: int, name: str = "n_train"):
+    """``n`` samples of (X, y) drawn without replacement with ``seed`` (all of them when n is None)."""
+    if n is None:
+        return X, y
+    n = check_positive_int(name, n)
+    if n > len(y):
+        raise ValueError(f"{name} must be an integer in [1, {len(y)}] for these classes, got {n}")
+    idx = torch.randperm(len(y), generator=generator(seed))[:n]
     return X[idx], y[idx]
 
 
-@torch.no_grad()
-def _predict(model, X, batch=2048):
-    return torch.cat([torch.softmax(model(X[i:i + batch]).double(), -1) for i in range(0, len(X), batch)])
+@dataclass
+class PredictionSet:
+    """Where and how a model is read as a point of prediction space.
+
+    X : (N, 1, 28, 28) fixed test images; labels : (N,) their labels in 0..K-1 (K = len(classes));
+    classes : the dataset classes of the K columns.
+    readout : "softmax" -- the model's own head, which must have K outputs; or "imprint" -- eq. (7)
+        of S: a fresh head is imprinted from the penultimate features of ``X_imprint`` (labels
+        ``y_imprint`` in 0..K-1) and applied to the features of X (eq. 8, the union task).  Any
+        network with a ``features(x) -> (B, d)`` method can be read with "imprint", whatever its
+        own head (or none: prototypical and contrastive networks).
+    """
+
+    X: torch.Tensor
+    labels: torch.Tensor
+    classes: list
+    readout: str = "softmax"
+    X_imprint: torch.Tensor | None = None
+    y_imprint: torch.Tensor | None = None
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    @torch.no_grad()
+    def predict(self, model, batch: int = 2048) -> torch.Tensor:
+        """Float64 probabilities (N, K) of ``model`` on the fixed images (model put in eval mode and
+        restored)."""
+        was_training = model.training
+        model.eval()
+        try:
+            if self.readout == "softmax":
+                p = torch.cat([torch.softmax(model(self.X[i:i + batch]).double(), -1)
+                               for i in range(0, len(self.X), batch)])
+                if p.shape[-1] != self.n_classes:
+                    raise ValueError(f"the model has {p.shape[-1]} outputs but this prediction set has "
+                                     f"{self.n_classes} classes; use readout='imprint'")
+            else:
+                from .geometry import to_union_task
+                f_imp = torch.cat([model.features(self.X_imprint[i:i + batch]).double()
+                                   for i in range(0, len(self.X_imprint), batch)])
+                f_test = torch.cat([model.features(self.X[i:i + batch]).double()
+                                    for i in range(0, len(self.X), batch)])
+                p = to_union_task(f_imp, self.y_imprint, self.n_classes, eval_features=f_test)
+        finally:
+            model.train(was_training)
+        return p / p.sum(-1, keepdim=True)
+
+
+def prediction_set(dataset: str = "fashion_mnist", classes=tuple(range(10)), n_test: int = 1000, *,
+                   readout: str = "softmax", n_imprint: int = 100, data_seed: int = 0,
+                   device="auto") -> PredictionSet:
+    """The fixed test images of ``classes`` (``n_test`` drawn once with ``data_seed``) and, for
+    ``readout="imprint"``, ``n_imprint`` training images per class to imprint heads from (eq. 7).
+
+    Models trained on different tasks (class subsets, relabelings, no labels at all) become points
+    of one prediction space when read through the same ``prediction_set(..., readout="imprint")``
+    over the union of their classes (eq. 8 of S).
+    """
+    check_choice("dataset", dataset, DATASETS)
+    classes = check_int_sequence("classes", classes, minimum=0, maximum=9)
+    if len(classes) < 2:
+        raise ValueError(f"classes must hold at least 2 distinct classes in 0..9, got {classes}")
+    n_test = check_positive_int("n_test", n_test)
+    check_choice("readout", readout, READOUTS)
+    data_seed = check_seed("data_seed", data_seed)
+    dev = get_device(device)
+    Xte, yte = load_task_images(dataset, "test", classes)
+    Xte, yte = draw_subset(Xte, yte, n_test, data_seed, name="n_test")
+    Xi = yi = None
+    if readout == "imprint":
+        n_imprint = check_positive_int("n_imprint", n_imprint)
+        Xtr, ytr = load_task_images(dataset, "train", classes)
+        g = generator(data_seed + 2)
+        picks = []
+        for c in range(len(classes)):
+            idx = torch.nonzero(ytr == c).flatten()
+            if n_imprint > len(idx):
+                raise ValueError(f"n_imprint must be an integer in [1, {len(idx)}] for class {classes[c]}, got {n_imprint}")
+            picks.append(idx[torch.randperm(len(idx), generator=g)[:n_imprint]])
+        sel = torch.cat(picks)
+        Xi, yi = Xtr[sel].to(dev), ytr[sel].to(dev)
+    return PredictionSet(X=Xte.to(dev), labels=yte.to(dev), classes=classes, readout=readout,
+                         X_imprint=Xi, y_imprint=yi)
+
+
+def check_checkpoints(checkpoints, steps: int) -> list[int]:
+    """Sorted distinct ints in [0, steps] (default :func:`default_checkpoints`)."""
+    if checkpoints is None:
+        return default_checkpoints(steps)
+    checkpoints = check_int_sequence("checkpoints", checkpoints, minimum=0, maximum=steps)
+    if checkpoints != sorted(checkpoints) or len(set(checkpoints)) != len(checkpoints):
+        raise ValueError(f"checkpoints must be increasing integers in [0, {steps}], got {checkpoints}")
+    return checkpoints
+
+
+def record_run(model, train_step, steps: int, checkpoints, pset: PredictionSet, *, keep_states: bool = False,
+               bar=None):
+    """Run ``train_step(step)`` for step = 0..steps-1 and read ``model`` through ``pset`` before the
+    steps listed in ``checkpoints`` (checkpoint s = the model after s steps; 0 = initialisation).
+
+    ``train_step`` is any callable doing one optimizer step on ``model`` (supervised, episodic,
+    contrastive, semi-supervised, fine-tuning...).  Returns ``probs`` float32 NumPy (T, N, K) and,
+    with ``keep_states``, the list of T CPU state dicts at the checkpoints (else None).
+    """
+    steps = check_positive_int("steps", steps, minimum=0)
+    checkpoints = check_checkpoints(checkpoints, steps) if steps else check_checkpoints(checkpoints or [0], 0)
+    T = len(checkpoints)
+    probs = np.empty((T, len(pset.labels), pset.n_classes), dtype=np.float32)
+    states = [] if keep_states else None
+    wanted, t_idx = set(checkpoints), 0
+    for step in range(steps + 1):
+        if step in wanted:
+            probs[t_idx] = pset.predict(model).float().cpu().numpy()
+            if keep_states:
+                states.append({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+            t_idx += 1
+        if step == steps:
+            break
+        train_step(step)
+        if bar is not None:
+            bar.update(1)
+    return probs, states
+
+
+def progress_bar(total: int, desc: str, enabled: bool):
+    """A tqdm.auto bar when ``enabled``, else None."""
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc)
 
 
 def record_trajectories(
@@ -135,6 +320,9 @@ def record_trajectories(
     channels=(8, 16),
     seed: int = 0,
     data_seed: int = 0,
+    readout: str = "softmax",
+    union_classes=None,
+    n_imprint: int = 100,
     device="auto",
     progress: bool = False,
 ) -> Trajectories:
@@ -155,11 +343,16 @@ def record_trajectories(
     batch_size : int >= 1, default 64.    optimizer : "sgd" (default, with ``momentum``) or "adam".
     lr : float > 0, default 0.05.         momentum : float >= 0, default 0.9 (SGD only).
     channels : (c1, c2), default (8, 16).  device : "auto" (CUDA when present), "cpu" or "cuda".
+    readout : "softmax" (default: the network's own head, test images of ``classes``) or "imprint"
+        (eq. 7-8 of S: heads imprinted from ``n_imprint`` training images per class of
+        ``union_classes``, default ``classes``; test images of ``union_classes``).  Use
+        "imprint" with a shared ``union_classes`` to put runs on different tasks in one space.
 
     Returns
     -------
-    Trajectories with ``probs`` (n_seeds, T, N, C) float32, ``steps`` (T,), ``labels`` (N,),
-    ``accuracy`` (n_seeds, T).  Same arguments -> same numbers on the same device.
+    Trajectories with ``probs`` (n_seeds, T, N, K) float32 (K = C, or len(union_classes) with
+    "imprint"), ``steps`` (T,), ``labels`` (N,), ``accuracy`` (n_seeds, T).
+    Same arguments -> same numbers on the same device.
     """
     check_choice("dataset", dataset, DATASETS)
     classes = check_int_sequence("classes", classes, minimum=0, maximum=9)
@@ -167,91 +360,57 @@ def record_trajectories(
         raise ValueError(f"classes must hold at least 2 distinct classes in 0..9, got {classes}")
     n_seeds = check_positive_int("n_seeds", n_seeds)
     steps = check_positive_int("steps", steps)
-    if checkpoints is None:
-        checkpoints = default_checkpoints(steps)
-    checkpoints = check_int_sequence("checkpoints", checkpoints, minimum=0, maximum=steps)
-    if checkpoints != sorted(checkpoints):
-        raise ValueError(f"checkpoints must be increasing integers in [0, {steps}], got {checkpoints}")
+    checkpoints = check_checkpoints(checkpoints, steps)
     n_test = check_positive_int("n_test", n_test)
-    if n_train is not None:
-        n_train = check_positive_int("n_train", n_train, minimum=1)
     batch_size = check_positive_int("batch_size", batch_size)
-    check_choice("optimizer", optimizer, OPTIMIZERS)
-    lr = check_positive_real("lr", lr)
-    momentum = check_positive_real("momentum", momentum, allow_zero=True)
+    make_optimizer([torch.zeros(1, requires_grad=True)], optimizer, lr, momentum)  # validates by name
     channels = [check_positive_int("channels", c) for c in (channels if hasattr(channels, "__len__") else [channels])]
     if len(channels) != 2:
         raise ValueError(f"channels must be a pair of integers >= 1 (c1, c2), got {channels}")
     seed = check_seed("seed", seed)
     data_seed = check_seed("data_seed", data_seed)
+    check_choice("readout", readout, READOUTS)
+    if readout == "softmax" and union_classes is not None:
+        raise ValueError("union_classes needs readout='imprint' (a softmax head only predicts its own classes)")
+    union = classes if union_classes is None else check_int_sequence("union_classes", union_classes, 0, 9)
     dev = get_device(device)
     config = dict(dataset=dataset, classes=classes, n_seeds=n_seeds, steps=steps, checkpoints=checkpoints,
                   n_test=n_test, n_train=n_train, batch_size=batch_size, optimizer=optimizer, lr=lr,
-                  momentum=momentum, channels=channels, seed=seed, data_seed=data_seed)
+                  momentum=momentum, channels=channels, seed=seed, data_seed=data_seed, readout=readout,
+                  union_classes=union, n_imprint=n_imprint)
 
-    kw = {"size": 28} if dataset == "digits" else {}
-    Xtr, ytr = load_dataset(dataset, "train", **kw)
-    Xtr, ytr = class_subset(Xtr, ytr, classes)
-    if n_train is not None:
-        if n_train > len(ytr):
-            raise ValueError(f"n_train must be an integer in [1, {len(ytr)}] for these classes, got {n_train}")
-        idx = torch.randperm(len(ytr), generator=generator(data_seed + 1))[:n_train]
-        Xtr, ytr = Xtr[idx], ytr[idx]
-    if dataset == "digits":
-        Xte, yte = load_dataset(dataset, "test", size=28)
-        Xte, yte = class_subset(Xte, yte, classes)
-        if n_test > len(yte):
-            raise ValueError(f"n_test must be an integer in [1, {len(yte)}] for these classes, got {n_test}")
-        sel = torch.randperm(len(yte), generator=generator(data_seed))[:n_test]
-        Xte, yte = Xte[sel], yte[sel]
-    else:
-        Xte, yte = _fixed_test_set(dataset, classes, n_test, data_seed)
-    Xtr, ytr, Xte = Xtr.to(dev), ytr.to(dev), Xte.to(dev)
-    C, n = len(classes), len(ytr)
-    T = len(checkpoints)
-    probs = np.empty((n_seeds, T, n_test, C), dtype=np.float32)
-    wanted = set(checkpoints)
-
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=n_seeds * steps, desc="training seeds")
+    Xtr, ytr = load_task_images(dataset, "train", classes)
+    Xtr, ytr = draw_subset(Xtr, ytr, n_train, data_seed + 1)
+    pset = prediction_set(dataset, union, n_test, readout=readout, n_imprint=n_imprint,
+                          data_seed=data_seed, device=dev)
+    Xtr, ytr = Xtr.to(dev), ytr.to(dev)
+    C = len(classes)
+    probs = np.empty((n_seeds, len(checkpoints), n_test, len(union)), dtype=np.float32)
+    bar = progress_bar(n_seeds * steps, "training seeds", progress)
     for k in range(n_seeds):
-        s = seed + k
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(s)
-            model = SmallCNN(C, channels)          # initialised on the CPU: same weights on every device
-        model = model.to(dev)
-        opt = (torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum) if optimizer == "sgd"
-               else torch.optim.Adam(model.parameters(), lr=lr))
-        g = generator(s)
-        order, pos, t_idx = torch.randperm(n, generator=g), 0, 0
-        for step in range(steps + 1):
-            if step in wanted:
-                model.eval()
-                p = _predict(model, Xte)
-                probs[k, t_idx] = (p / p.sum(-1, keepdim=True)).float().cpu().numpy()
-                t_idx += 1
-                model.train()
-            if step == steps:
-                break
-            if pos + batch_size > n:
-                order, pos = torch.randperm(n, generator=g), 0
-            b = order[pos:pos + batch_size].to(dev)
-            pos += batch_size
+        model = init_cnn(C, channels, seed + k, dev)
+        opt = make_optimizer(model.parameters(), optimizer, lr, momentum)
+        batches = batch_stream(len(ytr), batch_size, seed + k)
+
+        def train_step(_step):
+            b = next(batches).to(dev)
             loss = F.cross_entropy(model(Xtr[b]), ytr[b])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            if bar is not None:
-                bar.update(1)
+
+        probs[k], _ = record_run(model, train_step, steps, checkpoints, pset, bar=bar)
     if bar is not None:
         bar.close()
-    labels = yte.cpu().numpy().astype(np.int64)
+    return trajectories_from_probs(probs, checkpoints, pset, [seed + k for k in range(n_seeds)], config)
+
+
+def trajectories_from_probs(probs, checkpoints, pset: PredictionSet, seeds, config) -> Trajectories:
+    """Wrap recorded ``probs`` (n_seeds, T, N, K) read through ``pset`` as :class:`Trajectories`."""
+    labels = pset.labels.cpu().numpy().astype(np.int64)
     accuracy = (probs.argmax(-1) == labels).mean(-1).astype(np.float64)
     return Trajectories(probs=probs, steps=np.asarray(checkpoints, dtype=np.int64), labels=labels,
-                        seeds=[seed + k for k in range(n_seeds)], classes=classes, accuracy=accuracy,
-                        config=config)
+                        seeds=list(seeds), classes=list(pset.classes), accuracy=accuracy, config=dict(config))
 
 
 def save_trajectories(traj: Trajectories, path) -> None:
