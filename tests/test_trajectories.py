@@ -92,3 +92,79 @@ def test_bad_hellinger_inputs():
         product_hellinger_vs_n(p, p[:3], [1])
     with pytest.raises(ValueError, match="n_values must contain integers"):
         product_hellinger_vs_n(p, p, [5])
+
+
+# ---------------------------------------------------------------- shared recorder pieces
+from tasknb.trajectories import (PredictionSet, batch_stream, init_cnn, make_optimizer, prediction_set,  # noqa: E402
+                                 record_run)
+from tasknb.geometry import to_union_task  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def union_set():
+    return prediction_set("fashion_mnist", range(10), 60, readout="imprint", n_imprint=5, data_seed=3, device="cpu")
+
+
+def test_imprint_readout_is_eq_8_on_the_backbone(union_set):
+    model = init_cnn(3, seed=1, device="cpu")            # a 3-class head, read over 10 classes
+    P = union_set.predict(model)
+    assert P.shape == (60, 10) and P.dtype == torch.float64
+    assert torch.allclose(P.sum(-1), torch.ones(60, dtype=torch.float64))
+    with torch.no_grad():
+        ref = to_union_task(model.features(union_set.X_imprint).double(), union_set.y_imprint, 10,
+                            eval_features=model.features(union_set.X).double())
+    assert torch.allclose(P, ref, atol=1e-12)
+    assert sorted(torch.bincount(union_set.y_imprint).tolist()) == [5] * 10
+    assert model.training, "predict must restore the training mode"
+
+
+def test_softmax_readout_refuses_a_head_of_the_wrong_size():
+    pset = prediction_set("fashion_mnist", (0, 1, 2, 3), 20, device="cpu")
+    assert pset.predict(init_cnn(4, seed=0, device="cpu")).shape == (20, 4)
+    with pytest.raises(ValueError, match="use readout='imprint'"):
+        pset.predict(init_cnn(10, seed=0, device="cpu"))
+
+
+def test_record_run_reads_checkpoints_and_keeps_states(union_set):
+    model = init_cnn(10, seed=2, device="cpu")
+    opt = make_optimizer(model.parameters(), "sgd", 0.05)
+    X, y = union_set.X_imprint, union_set.y_imprint
+    batches = batch_stream(len(y), 10, seed=2)
+    calls = []
+
+    def step(s):
+        calls.append(s)
+        b = next(batches)
+        loss = torch.nn.functional.cross_entropy(model(X[b]), y[b])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    probs, states = record_run(model, step, 6, [0, 2, 6], union_set, keep_states=True)
+    assert calls == list(range(6)) and probs.shape == (3, 60, 10) and len(states) == 3
+    assert not torch.equal(states[0]["conv1.weight"], states[-1]["conv1.weight"])
+    # the last state is the model as it is now; reloading the first state reproduces the first point
+    assert torch.equal(states[-1]["head.weight"], model.head.weight.detach())
+    model.load_state_dict(states[0])
+    assert np.allclose(union_set.predict(model).float().numpy(), probs[0], atol=1e-6)
+
+
+def test_batch_stream_is_seeded_and_covers_epochs():
+    a = [b.tolist() for b, _ in zip(batch_stream(10, 5, 7), range(4))]
+    b = [b.tolist() for b, _ in zip(batch_stream(10, 5, 7), range(4))]
+    assert a == b and sorted(a[0] + a[1]) == list(range(10)) and sorted(a[2] + a[3]) == list(range(10))
+    with pytest.raises(ValueError, match=r"batch_size must be an integer in \[1, 10\]"):
+        next(batch_stream(10, 11, 0))
+
+
+def test_imprint_record_trajectories_share_one_union_space():
+    kw = dict(n_seeds=1, steps=5, checkpoints=[0, 5], n_test=40, n_train=200, readout="imprint",
+              union_classes=range(10), n_imprint=4, device="cpu")
+    a = record_trajectories("fashion_mnist", (5, 7, 9), **kw)
+    b = record_trajectories("fashion_mnist", (0, 2, 4, 6), **kw)
+    assert a.probs.shape == b.probs.shape == (1, 2, 40, 10)
+    assert np.array_equal(a.labels, b.labels) and a.classes == list(range(10))
+    with pytest.raises(ValueError, match="union_classes needs readout='imprint'"):
+        record_trajectories("fashion_mnist", (5, 7), n_seeds=1, steps=2, union_classes=range(10))
+    with pytest.raises(ValueError, match="readout must be one of 'softmax', 'imprint'"):
+        prediction_set(readout="probe")
