@@ -42,6 +42,7 @@ pair:
 bench: setup
 	$(PY) benchmarks/bench_batched_training.py
 	$(PY) benchmarks/bench_replica_slice.py
+	$(PY) benchmarks/bench_bhattacharyya.py
 
 clean:
 	rm -rf _build

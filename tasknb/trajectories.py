@@ -18,7 +18,6 @@ same numbers whatever the other seeds are.  Work runs on ``tasknb.device.get_dev
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -304,6 +303,36 @@ def progress_bar(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc)
 
 
+def _validated_config(dataset, classes, n_seeds, steps, checkpoints, n_test, n_train, batch_size, optimizer,
+                      lr, momentum, channels, seed, data_seed, readout, union_classes, n_imprint) -> dict:
+    """Check the arguments of the supervised recorders by name; return them, normalised, as a dict."""
+    check_choice("dataset", dataset, DATASETS)
+    classes = check_int_sequence("classes", classes, minimum=0, maximum=9)
+    if len(classes) < 2:
+        raise ValueError(f"classes must hold at least 2 distinct classes in 0..9, got {classes}")
+    n_seeds = check_positive_int("n_seeds", n_seeds)
+    steps = check_positive_int("steps", steps)
+    checkpoints = check_checkpoints(checkpoints, steps)
+    n_test = check_positive_int("n_test", n_test)
+    batch_size = check_positive_int("batch_size", batch_size)
+    make_optimizer([torch.zeros(1, requires_grad=True)], optimizer, lr, momentum)  # validates by name
+    channels = [check_positive_int("channels", c) for c in (channels if hasattr(channels, "__len__") else [channels])]
+    if len(channels) != 2:
+        raise ValueError(f"channels must be a pair of integers >= 1 (c1, c2), got {channels}")
+    seed = check_seed("seed", seed)
+    data_seed = check_seed("data_seed", data_seed)
+    check_choice("readout", readout, READOUTS)
+    if readout == "softmax" and union_classes is not None:
+        raise ValueError("union_classes needs readout='imprint' (a softmax head only predicts its own classes)")
+    union = classes if union_classes is None else check_int_sequence("union_classes", union_classes, 0, 9)
+    config = dict(dataset=dataset, classes=classes, n_seeds=n_seeds, steps=steps, checkpoints=checkpoints,
+                  n_test=n_test, n_train=n_train, batch_size=batch_size, optimizer=optimizer, lr=lr,
+                  momentum=momentum, channels=channels, seed=seed, data_seed=data_seed, readout=readout,
+                  union_classes=union, n_imprint=n_imprint)
+
+    return config
+
+
 def record_trajectories(
     dataset: str = "fashion_mnist",
     classes=tuple(range(10)),
@@ -354,30 +383,11 @@ def record_trajectories(
     "imprint"), ``steps`` (T,), ``labels`` (N,), ``accuracy`` (n_seeds, T).
     Same arguments -> same numbers on the same device.
     """
-    check_choice("dataset", dataset, DATASETS)
-    classes = check_int_sequence("classes", classes, minimum=0, maximum=9)
-    if len(classes) < 2:
-        raise ValueError(f"classes must hold at least 2 distinct classes in 0..9, got {classes}")
-    n_seeds = check_positive_int("n_seeds", n_seeds)
-    steps = check_positive_int("steps", steps)
-    checkpoints = check_checkpoints(checkpoints, steps)
-    n_test = check_positive_int("n_test", n_test)
-    batch_size = check_positive_int("batch_size", batch_size)
-    make_optimizer([torch.zeros(1, requires_grad=True)], optimizer, lr, momentum)  # validates by name
-    channels = [check_positive_int("channels", c) for c in (channels if hasattr(channels, "__len__") else [channels])]
-    if len(channels) != 2:
-        raise ValueError(f"channels must be a pair of integers >= 1 (c1, c2), got {channels}")
-    seed = check_seed("seed", seed)
-    data_seed = check_seed("data_seed", data_seed)
-    check_choice("readout", readout, READOUTS)
-    if readout == "softmax" and union_classes is not None:
-        raise ValueError("union_classes needs readout='imprint' (a softmax head only predicts its own classes)")
-    union = classes if union_classes is None else check_int_sequence("union_classes", union_classes, 0, 9)
+    config = _validated_config(dataset, classes, n_seeds, steps, checkpoints, n_test, n_train, batch_size,
+                               optimizer, lr, momentum, channels, seed, data_seed, readout, union_classes, n_imprint)
+    classes, union, channels, checkpoints = (config["classes"], config["union_classes"], config["channels"],
+                                             config["checkpoints"])
     dev = get_device(device)
-    config = dict(dataset=dataset, classes=classes, n_seeds=n_seeds, steps=steps, checkpoints=checkpoints,
-                  n_test=n_test, n_train=n_train, batch_size=batch_size, optimizer=optimizer, lr=lr,
-                  momentum=momentum, channels=channels, seed=seed, data_seed=data_seed, readout=readout,
-                  union_classes=union, n_imprint=n_imprint)
 
     Xtr, ytr = load_task_images(dataset, "train", classes)
     Xtr, ytr = draw_subset(Xtr, ytr, n_train, data_seed + 1)
