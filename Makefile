@@ -43,6 +43,7 @@ bench: setup
 	$(PY) benchmarks/bench_batched_training.py
 	$(PY) benchmarks/bench_replica_slice.py
 	$(PY) benchmarks/bench_bhattacharyya.py
+	$(PY) benchmarks/bench_seed_batching.py
 
 clean:
 	rm -rf _build
