@@ -67,6 +67,19 @@ def _check_config(name: str, value) -> TrainingConfig:
     return value
 
 
+def _check_protocol(D, H, M_source, realizations, lam, source, scratch, finetune, learners, n_samples, M_test,
+                    seed, device) -> dict:
+    """The arguments both C5 protocols share, checked by name; returned normalised (``dev`` added)."""
+    out = dict(D=check_positive_int("D", D), H=check_positive_int("H", H),
+               M_source=check_positive_int("M_source", M_source), K=check_positive_int("realizations", realizations),
+               lam=check_positive_real("lam", lam))
+    for name, cfg in (("source", source), ("scratch", scratch), ("finetune", finetune)):
+        _check_config(name, cfg)
+    out.update(learners=_check_learners(learners), n_samples=check_positive_int("n_samples", n_samples, minimum=2),
+               M_test=check_positive_int("M_test", M_test), seed=check_seed("seed", seed), dev=get_device(device))
+    return out
+
+
 def train_sources(chmm_sets: list[list[CHMM]], H: int, M_source: int, config: TrainingConfig = SOURCE_DEFAULT,
                   M_val: int = 2000, lam: float = 0.0, patience: int = 0, seed: int = 0,
                   progress: bool = False) -> list[TwoLayerStack]:
@@ -311,21 +324,14 @@ def asymmetry_sweep(L_total: int, L_target_values, D: int, H: int, alphas, M_cut
     """
     L_total = check_positive_int("L_total", L_total, minimum=2)
     L_values = check_int_sequence("L_target_values", L_target_values, minimum=1, maximum=L_total - 1)
-    D, H = check_positive_int("D", D), check_positive_int("H", H)
+    c = _check_protocol(D, H, M_source, realizations, lam, source, scratch, finetune, learners, n_samples, M_test,
+                        seed, device)
+    D, H, M_source, K, lam, learners, n_samples, M_test, seed, dev = (
+        c[k] for k in ("D", "H", "M_source", "K", "lam", "learners", "n_samples", "M_test", "seed", "dev"))
     alphas = _check_alphas(alphas)
     M_cut = check_positive_int("M_cut", M_cut)
-    M_source = check_positive_int("M_source", M_source)
     extra = [] if M_grid is None else check_int_sequence("M_grid", M_grid, minimum=1)
     M_all = sorted(set(extra) | {M_cut})
-    K = check_positive_int("realizations", realizations)
-    lam = check_positive_real("lam", lam)
-    for name, cfg in (("source", source), ("scratch", scratch), ("finetune", finetune)):
-        _check_config(name, cfg)
-    learners = _check_learners(learners)
-    n_samples = check_positive_int("n_samples", n_samples, minimum=2)
-    M_test = check_positive_int("M_test", M_test)
-    seed = check_seed("seed", seed)
-    dev = get_device(device)
 
     n = len(L_values)
     chmm_sets = [[CHMM(D, L_total - Lt, Lt, seed=seed + k, device=dev) for k in range(K)] for Lt in L_values]
@@ -402,19 +408,12 @@ def hard_easy_curves(L_hard: int, L_easy: int, D: int, H: int, M_grid, M_source:
     L_easy = check_positive_int("L_easy", L_easy)
     if not L_easy < L_hard:
         raise ValueError(f"L_easy must be < L_hard, got L_easy = {L_easy}, L_hard = {L_hard}")
-    D, H = check_positive_int("D", D), check_positive_int("H", H)
+    c = _check_protocol(D, H, M_source, realizations, lam, source, scratch, finetune, learners, n_samples, M_test,
+                        seed, device)
+    D, H, M_source, K, lam, learners, n_samples, M_test, seed, dev = (
+        c[k] for k in ("D", "H", "M_source", "K", "lam", "learners", "n_samples", "M_test", "seed", "dev"))
     M_grid = check_int_sequence("M_grid", M_grid, minimum=1)
-    M_source = check_positive_int("M_source", M_source)
-    K = check_positive_int("realizations", realizations)
-    lam = check_positive_real("lam", lam)
     alphas = None if alphas is None else _check_alphas(alphas)
-    for name, cfg in (("source", source), ("scratch", scratch), ("finetune", finetune)):
-        _check_config(name, cfg)
-    learners = _check_learners(learners)
-    n_samples = check_positive_int("n_samples", n_samples, minimum=2)
-    M_test = check_positive_int("M_test", M_test)
-    seed = check_seed("seed", seed)
-    dev = get_device(device)
     sources = dict(sources or {})
     for d, p in sources.items():
         check_choice("sources", d, DIRECTIONS)

@@ -35,18 +35,18 @@ from .device import generator, get_device
 from .validation import check_choice, check_positive_int, check_positive_real, check_seed
 
 __all__ = [
-    "TwoLayerStack", "init_two_layer", "features", "predict", "classification_error", "bce_loss",
+    "FirstLayerStack", "TwoLayerStack", "draw_gaussian_layers", "init_two_layer", "check_stack_data", "features", "predict", "classification_error", "bce_loss",
     "fit_logistic_head", "HeadFit", "train_two_layer", "TrainingResult",
 ]
 
 
 # ----------------------------------------------------------------------------- parameters
-@dataclass
-class TwoLayerStack:
-    """Parameters of K two-layer networks: ``W1`` (K, H, D), ``w2`` (K, H)."""
+class FirstLayerStack:
+    """What every stack of K two-layer networks shares: a first layer ``W1`` (K, H, D) and the
+    sizes read from it.  :class:`TwoLayerStack` (one output) and ``multiclass.SoftmaxStack``
+    (C outputs) add their second layer."""
 
     W1: torch.Tensor
-    w2: torch.Tensor
 
     @property
     def K(self) -> int:
@@ -60,6 +60,14 @@ class TwoLayerStack:
     def D(self) -> int:
         return self.W1.shape[2]
 
+
+@dataclass
+class TwoLayerStack(FirstLayerStack):
+    """Parameters of K two-layer networks: ``W1`` (K, H, D), ``w2`` (K, H)."""
+
+    W1: torch.Tensor
+    w2: torch.Tensor
+
     def clone(self) -> "TwoLayerStack":
         return TwoLayerStack(self.W1.detach().clone(), self.w2.detach().clone())
 
@@ -70,18 +78,26 @@ class TwoLayerStack:
         return TwoLayerStack(self.W1[k], self.w2[k])
 
 
+def draw_gaussian_layers(K: int, H: int, D: int, n_out: int | None = None, seed: int = 0, device="auto",
+                         dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """I.i.d. N(0, 1) weights of K two-layer networks: W1 (K, H, D), then the second layer,
+    (K, H) when ``n_out`` is None or (K, H, n_out).  W1 is drawn first, so a seed gives the same
+    first layer (the RF feature map) whatever the second layer is."""
+    K, H, D = (check_positive_int(n, v) for n, v in (("K", K), ("H", H), ("D", D)))
+    g = generator(check_seed("seed", seed))
+    W1 = torch.randn(K, H, D, generator=g, dtype=torch.float64)
+    W2 = torch.randn((K, H) if n_out is None else (K, H, n_out), generator=g, dtype=torch.float64)
+    dev = get_device(device)
+    return W1.to(dev, dtype), W2.to(dev, dtype)
+
+
 def init_two_layer(K: int, H: int, D: int, seed: int = 0, device="auto",
                    dtype: torch.dtype = torch.float32) -> TwoLayerStack:
     """K networks with i.i.d. N(0, 1) weights in both layers (the paper's initialisation).
 
     The first layer of such a stack is also the random feature map of the RF model.
     """
-    K, H, D = (check_positive_int(n, v) for n, v in (("K", K), ("H", H), ("D", D)))
-    g = generator(check_seed("seed", seed))
-    W1 = torch.randn(K, H, D, generator=g, dtype=torch.float64)
-    w2 = torch.randn(K, H, generator=g, dtype=torch.float64)
-    dev = get_device(device)
-    return TwoLayerStack(W1.to(dev, dtype), w2.to(dev, dtype))
+    return TwoLayerStack(*draw_gaussian_layers(K, H, D, None, seed, device, dtype))
 
 
 # ----------------------------------------------------------------------------- forward pass
@@ -93,7 +109,8 @@ def _logits_one(W1: torch.Tensor, w2: torch.Tensor, X: torch.Tensor) -> torch.Te
     return _features_one(W1, X) @ w2 / math.sqrt(W1.shape[0])
 
 
-def _check_stack_data(params: TwoLayerStack, X: torch.Tensor, name: str = "X") -> None:
+def check_stack_data(params: FirstLayerStack, X: torch.Tensor, name: str = "X") -> None:
+    """X must be (K, M, D) for a stack of K networks on D inputs."""
     if X.dim() != 3 or X.shape[0] != params.K or X.shape[2] != params.D:
         raise ValueError(f"{name} must have shape (K, M, D) = ({params.K}, M, {params.D}), got {tuple(X.shape)}")
 
@@ -110,7 +127,7 @@ def features(W1: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
 
 def predict(params: TwoLayerStack, X: torch.Tensor) -> torch.Tensor:
     """Logits f(x) = v . w2 / sqrt(H) for K models on their own inputs: X (K, M, D) -> (K, M)."""
-    _check_stack_data(params, X)
+    check_stack_data(params, X)
     return vmap(_logits_one)(params.W1, params.w2, X)
 
 
@@ -276,7 +293,7 @@ def train_two_layer(params: TwoLayerStack, X: torch.Tensor, y: torch.Tensor, *, 
         its best epoch are returned.  None trains every model for all epochs.
     seed : int, the minibatch order.   progress : show a tqdm bar over epochs.
     """
-    _check_stack_data(params, X)
+    check_stack_data(params, X)
     if y.shape != X.shape[:2]:
         raise ValueError(f"y must have shape (K, M) = {tuple(X.shape[:2])}, got {tuple(y.shape)}")
     epochs = check_positive_int("epochs", epochs)
@@ -285,7 +302,7 @@ def train_two_layer(params: TwoLayerStack, X: torch.Tensor, y: torch.Tensor, *, 
     lam = check_positive_real("lam", lam, allow_zero=True)
     have_val = X_val is not None
     if have_val:
-        _check_stack_data(params, X_val, "X_val")
+        check_stack_data(params, X_val, "X_val")
         if y_val is None or y_val.shape != X_val.shape[:2]:
             raise ValueError("y_val must be given with X_val and have shape (K, M_val)")
     if patience is not None:

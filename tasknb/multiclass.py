@@ -41,9 +41,10 @@ from tqdm.auto import tqdm
 
 from .chmm import CHMM, CHMMSample
 from .device import generator, get_device
-from .learners import HeadFit, TrainingResult, features
+from .learners import FirstLayerStack, HeadFit, TrainingResult, check_stack_data, draw_gaussian_layers, features
 from .transfer import (FINETUNE_DEFAULT, LEARNERS, SCRATCH_DEFAULT, SOURCE_DEFAULT, NetworkFamily, TrainingConfig,
-                       TransferCurves, check_learners, target_learning_curves)
+                       TransferCurves, check_learners, resolve_source_networks,
+                       target_learning_curves)
 from .validation import (check_choice, check_int_sequence, check_positive_int, check_positive_real,
                          check_real_in, check_seed)
 
@@ -173,23 +174,11 @@ class MulticlassCHMM:
 
 # ============================================================================ softmax networks
 @dataclass
-class SoftmaxStack:
+class SoftmaxStack(FirstLayerStack):
     """Parameters of K two-layer networks with C outputs: ``W1`` (K, H, D), ``W2`` (K, H, C)."""
 
     W1: torch.Tensor
     W2: torch.Tensor
-
-    @property
-    def K(self) -> int:
-        return self.W1.shape[0]
-
-    @property
-    def H(self) -> int:
-        return self.W1.shape[1]
-
-    @property
-    def D(self) -> int:
-        return self.W1.shape[2]
 
     @property
     def C(self) -> int:
@@ -206,18 +195,8 @@ def init_softmax_net(K: int, H: int, D: int, n_classes: int, seed: int = 0, devi
     W1 is drawn first with the generator, exactly as :func:`tasknb.learners.init_two_layer`
     does, so the same seed gives the same random feature map W1 in both modules.
     """
-    K, H, D = (check_positive_int(n, v) for n, v in (("K", K), ("H", H), ("D", D)))
     C = check_positive_int("n_classes", n_classes, minimum=2)
-    g = generator(check_seed("seed", seed))
-    W1 = torch.randn(K, H, D, generator=g, dtype=torch.float64)
-    W2 = torch.randn(K, H, C, generator=g, dtype=torch.float64)
-    dev = get_device(device)
-    return SoftmaxStack(W1.to(dev, dtype), W2.to(dev, dtype))
-
-
-def _check_data(params: SoftmaxStack, X: torch.Tensor, name: str = "X") -> None:
-    if X.dim() != 3 or X.shape[0] != params.K or X.shape[2] != params.D:
-        raise ValueError(f"{name} must have shape (K, M, D) = ({params.K}, M, {params.D}), got {tuple(X.shape)}")
+    return SoftmaxStack(*draw_gaussian_layers(K, H, D, C, seed, device, dtype))
 
 
 def _check_labels(y: torch.Tensor, shape, C: int, name: str = "y") -> None:
@@ -236,7 +215,7 @@ def _logits(W1, W2, X):
 
 def softmax_logits(params: SoftmaxStack, X: torch.Tensor) -> torch.Tensor:
     """Logits ``ReLU(X W1^T / D) W2 / sqrt(H)`` of K models on their own inputs: X (K, M, D) -> (K, M, C)."""
-    _check_data(params, X)
+    check_stack_data(params, X)
     return _logits(params.W1, params.W2, X)
 
 
@@ -379,7 +358,7 @@ def train_softmax_net(params: SoftmaxStack, X: torch.Tensor, y: torch.Tensor, *,
     -------
     :class:`tasknb.learners.TrainingResult` whose ``params`` is a :class:`SoftmaxStack`.
     """
-    _check_data(params, X)
+    check_stack_data(params, X)
     _check_labels(y, X.shape[:2], params.C)
     epochs = check_positive_int("epochs", epochs)
     lr = check_positive_real("lr", lr)
@@ -387,7 +366,7 @@ def train_softmax_net(params: SoftmaxStack, X: torch.Tensor, y: torch.Tensor, *,
     lam = check_positive_real("lam", lam, allow_zero=True)
     have_val = X_val is not None
     if have_val:
-        _check_data(params, X_val, "X_val")
+        check_stack_data(params, X_val, "X_val")
         if y_val is None:
             raise ValueError("y_val must be given with X_val and have shape (K, M_val)")
         _check_labels(y_val, X_val.shape[:2], params.C, "y_val")
@@ -520,14 +499,9 @@ def multiclass_transfer_curves(D: int, H: int, L_source: int, L_target: int, n_c
     dev = get_device(device)
     chmms = [MulticlassCHMM(D, L_source, L_target, C, eta, rho, q, seed=seed + k, device=dev) for k in range(K)]
 
-    if source_params is None:
-        src = train_multiclass_source(chmms, H, M_source, source, lam=lam, seed=seed, progress=progress)[0]
-        source_params, source_epochs = src.params, src.epochs.numpy()
-    else:
-        if (source_params.K, source_params.H, source_params.D, source_params.C) != (K, H, D, C):
-            raise ValueError(f"source_params must hold (K, H, D, C) = ({K}, {H}, {D}, {C}) networks, got "
-                             f"({source_params.K}, {source_params.H}, {source_params.D}, {source_params.C})")
-        source_epochs = np.full(K, -1)
+    source_params, source_epochs = resolve_source_networks(
+        source_params, SoftmaxStack, {"K": K, "H": H, "D": D, "C": C},
+        lambda: train_multiclass_source(chmms, H, M_source, source, lam=lam, seed=seed, progress=progress)[0])
     Xs_test, ys_test = stack_multiclass_samples(chmms, M_test, "source", seed + 30_000)
     source_error = softmax_error(source_params, Xs_test, ys_test).cpu().numpy()
     W1_tf = source_params.W1

@@ -41,7 +41,8 @@ from .device import generator, get_device
 from .learners import TwoLayerStack, classification_error, init_two_layer, train_two_layer
 from .tasks import EVEN_ODD, LESS_THAN_5, binary_relabel
 from .transfer import (FINETUNE_DEFAULT, LEARNERS, SCRATCH_DEFAULT, SOURCE_DEFAULT, TrainingConfig,
-                       TransferCurves, binary_family, check_learners, target_learning_curves)
+                       TransferCurves, binary_family, check_learners, resolve_source_networks,
+                       target_learning_curves)
 from .validation import (check_choice, check_int_sequence, check_positive_int, check_positive_real, check_real_in,
                          check_seed)
 
@@ -436,29 +437,25 @@ def learning_curves_on_tasks(source_X: torch.Tensor, source_y: torch.Tensor, tar
     # 1. source networks: realization k trains on perm_k[:M_source], validates on the next M_val
     perms = permutations(source_X.shape[0], 0)
     Xv, yv = gather(source_X, source_y, perms[:, M_source:M_source + M_val])
-    if source_params is None:
+
+    def train_sources():
         Xs, ys = gather(source_X, source_y, perms[:, :M_source])
         init = init_two_layer(K, H, D, seed=seed + 20_000, device=dev, dtype=dtype)
-        src = train_two_layer(init, Xs, ys, epochs=source.epochs, lr=source.lr, batch_size=source.batch_size,
-                              lam=lam, X_val=Xv, y_val=yv, patience=patience, seed=seed, progress=progress,
-                              desc="source nets")
-        source_params, source_epochs = src.params, src.epochs.numpy()
-        del Xs, ys
-    else:
-        is_stack = isinstance(source_params, TwoLayerStack)
-        got = (source_params.K, source_params.H, source_params.D) if is_stack else type(source_params).__name__
-        if got != (K, H, D):
-            raise ValueError(f"source_params must be a TwoLayerStack of (K, H, D) = ({K}, {H}, {D}) networks, "
-                             f"got {got}")
+        return train_two_layer(init, Xs, ys, epochs=source.epochs, lr=source.lr, batch_size=source.batch_size,
+                               lam=lam, X_val=Xv, y_val=yv, patience=patience, seed=seed, progress=progress,
+                               desc="source nets")
+
+    given = source_params is not None
+    source_params, source_epochs = resolve_source_networks(source_params, TwoLayerStack, {"K": K, "H": H, "D": D},
+                                                           train_sources)
+    if given:
         source_params = TwoLayerStack(source_params.W1.to(dev, dtype), source_params.w2.to(dev, dtype))
-        source_epochs = np.full(K, -1)
     if source_test_X is not None:
         Xst = source_test_X.to(dev, dtype).unsqueeze(0).expand(K, -1, -1)
         yst = source_test_y.to(dev, dtype).unsqueeze(0).expand(K, -1)
         source_error = classification_error(source_params, Xst, yst).cpu().numpy()
     else:
         source_error = classification_error(source_params, Xv, yv).cpu().numpy()
-    del Xv, yv
 
     # 2. target learners
     n_test = target_test_X.shape[0] if M_test is None else min(M_test, target_test_X.shape[0])

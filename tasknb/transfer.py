@@ -24,8 +24,9 @@ from .learners import (TwoLayerStack, features, fit_logistic_head, init_two_laye
                        train_two_layer)
 from .validation import check_choice, check_int_sequence, check_positive_int, check_positive_real, check_seed
 
-__all__ = ["LEARNERS", "TrainingConfig", "TransferCurves", "NetworkFamily", "binary_family",
-           "check_learners", "fit_target_learners", "target_learning_curves", "stack_samples", "train_source", "transfer_learning_curves"]
+__all__ = ["LEARNERS", "TrainingConfig", "TransferCurves", "NetworkFamily", "binary_family", "check_learners",
+           "resolve_source_networks", "fit_target_learners", "target_learning_curves", "stack_samples",
+           "train_source", "transfer_learning_curves"]
 
 #: the four learners, in the order the book plots them
 LEARNERS = ("TF", "RF", "2L", "ft-TF")
@@ -178,6 +179,25 @@ def train_source(chmms: list[CHMM], H: int, M_source: int, config: TrainingConfi
     return res, init
 
 
+def resolve_source_networks(source_params, stack_type: type, sizes: dict, train):
+    """The source networks of a transfer protocol: trained now, or given and checked.
+
+    ``source_params`` None -> ``train()`` is called and must return a TrainingResult (``.params``,
+    ``.epochs``); otherwise it must be a ``stack_type`` whose sizes equal ``sizes`` (e.g.
+    ``{"K": 8, "H": 100, "D": 500}``, K first).  Returns (params, epochs (K,)), epochs -1 when given.
+    """
+    if source_params is None:
+        src = train()
+        return src.params, src.epochs.numpy()
+    names, want = tuple(sizes), tuple(sizes.values())
+    got = (tuple(getattr(source_params, n) for n in names) if isinstance(source_params, stack_type)
+           else type(source_params).__name__)
+    if got != want:
+        raise ValueError(f"source_params must hold a {stack_type.__name__} of ({', '.join(names)}) = {want} "
+                         f"networks, got {got}")
+    return source_params, np.full(want[0], -1)
+
+
 @dataclass
 class TransferCurves:
     """Test errors of the learners vs target size.
@@ -258,14 +278,9 @@ def transfer_learning_curves(D: int, H: int, L_source: int, L_target: int, eta: 
     dev = get_device(device)
     chmms = [CHMM(D, L_source, L_target, eta, rho, q, seed=seed + k, device=dev) for k in range(K)]
 
-    if source_params is None:
-        src = train_source(chmms, H, M_source, source, lam=lam, seed=seed, progress=progress)[0]
-        source_params, source_epochs = src.params, src.epochs.numpy()
-    else:
-        if (source_params.K, source_params.H, source_params.D) != (K, H, D):
-            raise ValueError(f"source_params must hold (K, H, D) = ({K}, {H}, {D}) networks, got "
-                             f"({source_params.K}, {source_params.H}, {source_params.D})")
-        source_epochs = np.full(K, -1)
+    source_params, source_epochs = resolve_source_networks(
+        source_params, TwoLayerStack, {"K": K, "H": H, "D": D},
+        lambda: train_source(chmms, H, M_source, source, lam=lam, seed=seed, progress=progress)[0])
     Xs_test, ys_test = stack_samples(chmms, M_test, "source", seed + 30_000)
     source_error = classification_error(source_params, Xs_test, ys_test).cpu().numpy()
     W1_tf = source_params.W1

@@ -11,6 +11,8 @@ import math
 import numbers
 from typing import Iterable
 
+import numpy as np
+
 
 def _is_real(x) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
@@ -82,6 +84,20 @@ def check_int_sequence(name: str, values, minimum: int = 0, maximum: int | None 
         out.append(int(v))
     if len(set(out)) != len(out):
         raise ValueError(f"{name} must not repeat a value, got {out}")
+    return out
+
+
+def check_increasing_positive_reals(name: str, values) -> np.ndarray:
+    """A non-empty 1-D array of finite numbers > 0, strictly increasing."""
+    try:
+        vals = list(values)
+    except TypeError:
+        raise ValueError(f"{name} must be a non-empty increasing sequence of numbers > 0, got {values!r}") from None
+    if not vals:
+        raise ValueError(f"{name} must be a non-empty increasing sequence of numbers > 0, got an empty one")
+    out = np.array([check_positive_real(name, v) for v in vals], dtype=float)
+    if np.any(np.diff(out) <= 0):
+        raise ValueError(f"{name} must be strictly increasing, got {vals}")
     return out
 
 

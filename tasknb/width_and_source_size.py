@@ -41,7 +41,8 @@ from .learners import classification_error, init_two_layer
 from .replica import solve_saddle_point
 from .transfer import (SCRATCH_DEFAULT, SOURCE_DEFAULT, TrainingConfig, stack_samples, train_source,
                        transfer_learning_curves)
-from .validation import check_choice, check_int_sequence, check_positive_int, check_positive_real, check_real_in, check_seed
+from .validation import (check_choice, check_increasing_positive_reals, check_int_sequence, check_positive_int,
+                         check_positive_real, check_real_in, check_seed)
 
 __all__ = ["TRANSFORMATION", "RF_BASELINES", "WidthDiagram", "SourceSizeDiagram", "frozen_theory", "width_diagram",
            "source_size_diagram", "separability_threshold"]
@@ -57,20 +58,6 @@ _RF_SEED = 40_000
 
 
 # ----------------------------------------------------------------------------- helpers
-def _positive_reals(name: str, values) -> np.ndarray:
-    """A non-empty 1-D array of finite numbers > 0, strictly increasing."""
-    try:
-        vals = list(values)
-    except TypeError:
-        raise ValueError(f"{name} must be a non-empty increasing sequence of numbers > 0, got {values!r}") from None
-    if not vals:
-        raise ValueError(f"{name} must be a non-empty increasing sequence of numbers > 0, got an empty one")
-    out = np.array([check_positive_real(name, v) for v in vals], dtype=float)
-    if np.any(np.diff(out) <= 0):
-        raise ValueError(f"{name} must be strictly increasing, got {vals}")
-    return out
-
-
 def _sizes(name: str, alphas: np.ndarray, H: int) -> list[int]:
     """Target sizes round(alpha * H) (>= 1); distinct, else a ValueError naming ``name``."""
     M = [max(1, int(round(a * H))) for a in alphas]
@@ -254,12 +241,12 @@ def width_diagram(H_over_L, alphas, D: int = 200, L: int = 50, lam: float = 1e-5
         D, L, eta, rho, q, lam, realizations, n_samples, M_test, seed)
     M_source = check_positive_int("M_source", M_source)
     check_choice("rf_baseline", rf_baseline, RF_BASELINES)
-    ratios = _positive_reals("H_over_L", H_over_L)
+    ratios = check_increasing_positive_reals("H_over_L", H_over_L)
     Hs = [max(1, int(round(r * L))) for r in ratios]
     if len(set(Hs)) != len(Hs):
         raise ValueError(f"H_over_L gives repeated widths H = round(H_over_L * L) = {Hs} at L = {L}")
-    alphas = _positive_reals("alphas", alphas)
-    num_alphas = _positive_reals("alpha_numerics", alpha_numerics) if len(alpha_numerics) else np.zeros(0)
+    alphas = check_increasing_positive_reals("alphas", alphas)
+    num_alphas = check_increasing_positive_reals("alpha_numerics", alpha_numerics) if len(alpha_numerics) else np.zeros(0)
     M_num = np.array([_sizes("alpha_numerics", num_alphas, H) for H in Hs], dtype=int) if num_alphas.size \
         else np.zeros((len(Hs), 0), dtype=int)
     dev = get_device(device)
@@ -323,7 +310,7 @@ def source_size_diagram(M_source, alphas, D: int = 200, L: int = 50, H: int = 50
     M_s = check_int_sequence("M_source", M_source, minimum=1)
     if any(b <= a for a, b in zip(M_s, M_s[1:])):
         raise ValueError(f"M_source must be strictly increasing, got {M_s}")
-    alphas = _positive_reals("alphas", alphas)
+    alphas = check_increasing_positive_reals("alphas", alphas)
     M_num = check_int_sequence("M_numerics", M_numerics, minimum=1) if len(M_numerics) else []
     if any(b <= a for a, b in zip(M_num, M_num[1:])):
         raise ValueError(f"M_numerics must be strictly increasing, got {M_num}")

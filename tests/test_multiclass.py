@@ -180,7 +180,7 @@ def test_protocol_determinism_sweeps_and_validation():
         multiclass_transfer_curves(40, 20, 10, 10, 3, learners=("ft-TF",))
     with pytest.raises(ValueError, match="n_classes must be an integer >= 2"):
         multiclass_transfer_curves(40, 20, 10, 10, 1)
-    with pytest.raises(ValueError, match="source_params must hold"):
+    with pytest.raises(ValueError, match="source_params must hold a SoftmaxStack"):
         multiclass_transfer_curves(40, 20, 10, 10, 4, source_params=c.source_params, **kw)
     with pytest.raises(ValueError, match="param must be one of"):
         multiclass_gain_map("L", [1], D=40, H=20, L_source=10, L_target=10)

@@ -172,7 +172,7 @@ def test_learning_curves_end_to_end_shapes_and_determinism(data):
     (dict(learners=("XX",)), "learners must be one of"),
     (dict(source="fast"), "source must be a tasknb.transfer.TrainingConfig"),
     (dict(patience=-1), "patience must be an integer >= 0"),
-    (dict(source_params="W"), "source_params must be a TwoLayerStack"),
+    (dict(source_params="W"), "source_params must hold a TwoLayerStack"),
 ])
 def test_learning_curves_validation(data, kw, message):
     pair = make_task_pair("relabeling", data=data)
