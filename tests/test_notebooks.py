@@ -65,6 +65,7 @@ def test_notebook_conventions(nb_id):
     ("c9", "n_classes", 1, r"n_classes must be an integer >= 2"),
     ("s1", "n_seeds", 1, r"n_seeds must be an integer >= 2"),
     ("s2", "n_grid", 0, r"n_grid must be an integer >= 3"),
+    ("s3", "n_out", 1, r"n_out must be an integer >= 2"),
 ])
 def test_bad_notebook_parameter_stops_with_its_name(tmp_path, nb_id, name, value, message):
     import re
