@@ -54,7 +54,7 @@ from .trajectories import (PredictionSet, batch_stream, check_checkpoints, defau
 from .validation import (check_choice, check_int_sequence, check_positive_int, check_positive_real,
                          check_seed)
 
-__all__ = ["Pretraining", "FineTuning", "pretrain_with_checkpoints", "finetune_from_checkpoints",
+__all__ = ["Pretraining", "FineTuning", "check_subtasks", "pretrain_with_checkpoints", "finetune_from_checkpoints",
            "distance_travelled", "distance_to_trajectory", "progress_along", "HEADS", "DEFAULT_SUBTASKS",
            "DISTANCE_KINDS"]
 
@@ -226,20 +226,24 @@ def pretrain_with_checkpoints(
                        accuracy=accuracy, states=states, config=config, data=(Xtr, ytr, pset))
 
 
-def _check_subtasks(subtasks):
+def check_subtasks(subtasks, name: str = "subtasks") -> list[tuple[int, int]]:
+    """Validate binary sub-tasks: a non-empty sequence of distinct pairs (a, b) of distinct
+    classes in 0..9; returns them as a list of tuples (ValueError naming ``name`` otherwise)."""
     try:
         pairs = [tuple(p) for p in subtasks]
     except TypeError:
-        raise ValueError(f"subtasks must be a non-empty sequence of class pairs (a, b), got {subtasks!r}") from None
+        raise ValueError(f"{name} must be a non-empty sequence of class pairs (a, b), got {subtasks!r}") from None
+    except ValueError:
+        raise ValueError(f"{name} must be a non-empty sequence of class pairs (a, b), got {subtasks!r}") from None
     if not pairs:
-        raise ValueError("subtasks must be a non-empty sequence of class pairs (a, b), got an empty one")
+        raise ValueError(f"{name} must be a non-empty sequence of class pairs (a, b), got an empty one")
     out = []
     for p in pairs:
         if len(p) != 2:
-            raise ValueError(f"subtasks must hold pairs of two distinct classes in 0..9, got {p!r}")
-        out.append(tuple(check_int_sequence("subtasks", p, minimum=0, maximum=9)))
+            raise ValueError(f"{name} must hold pairs of two distinct classes in 0..9, got {p!r}")
+        out.append(tuple(check_int_sequence(name, p, minimum=0, maximum=9)))
     if len(set(out)) != len(out):
-        raise ValueError(f"subtasks must not repeat a pair, got {out}")
+        raise ValueError(f"{name} must not repeat a pair, got {out}")
     return out
 
 
@@ -320,7 +324,7 @@ def finetune_from_checkpoints(
     """
     if not isinstance(pre, Pretraining):
         raise ValueError(f"pre must be a Pretraining (from pretrain_with_checkpoints), got {type(pre).__name__}")
-    subtasks = _check_subtasks(subtasks)
+    subtasks = check_subtasks(subtasks)
     if start_steps is None:
         start_steps = pre.steps.tolist()
     start_steps = check_int_sequence("start_steps", start_steps, minimum=0)
