@@ -38,7 +38,6 @@ the paper.  Everything runs on ``tasknb.device.get_device()`` and is determinist
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,9 +48,9 @@ from torch import nn
 from .data import DATASETS
 from .device import get_device
 from .geometry import bhattacharyya, bhattacharyya_matrix, imprint, progress, riemann_length
-from .trajectories import (PredictionSet, batch_stream, check_checkpoints, default_checkpoints, draw_subset,
+from .trajectories import (batch_stream, check_checkpoints, default_checkpoints, draw_subset,
                            init_cnn, load_task_images, make_optimizer, prediction_set, progress_bar, record_run)
-from .validation import (check_choice, check_int_sequence, check_positive_int, check_positive_real,
+from .validation import (check_choice, check_int_sequence, check_positive_int,
                          check_seed)
 
 __all__ = ["Pretraining", "FineTuning", "check_subtasks", "pretrain_with_checkpoints", "finetune_from_checkpoints",
