@@ -67,6 +67,7 @@ def test_notebook_conventions(nb_id):
     ("s2", "n_grid", 0, r"n_grid must be an integer >= 3"),
     ("s3", "n_out", 1, r"n_out must be an integer >= 2"),
     ("s5", "ckpt_every", 0, r"ckpt_every must be an integer >= 1"),
+    ("s7", "head", "frozen", r"head must be one of"),
 ])
 def test_bad_notebook_parameter_stops_with_its_name(tmp_path, nb_id, name, value, message):
     import re
