@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from .data import DATASETS
 from .device import generator, get_device
-from .trajectories import (Trajectories, check_checkpoints, draw_subset, init_cnn, load_task_images,
+from .trajectories import (Trajectories, check_channels, check_checkpoints, draw_subset, init_cnn, load_task_images,
                            make_optimizer, prediction_set, progress_bar, record_run, trajectories_from_probs)
 from .validation import check_choice, check_int_sequence, check_positive_int, check_seed
 
@@ -232,9 +232,7 @@ def record_episodic_trajectories(
     checkpoints = check_checkpoints(checkpoints, steps)
     n_test = check_positive_int("n_test", n_test)
     make_optimizer([torch.zeros(1, requires_grad=True)], optimizer, lr, momentum)  # validates by name
-    channels = [check_positive_int("channels", c) for c in (channels if hasattr(channels, "__len__") else [channels])]
-    if len(channels) != 2:
-        raise ValueError(f"channels must be a pair of integers >= 1 (c1, c2), got {channels}")
+    channels = check_channels(channels)
     seed = check_seed("seed", seed)
     data_seed = check_seed("data_seed", data_seed)
     union = classes if union_classes is None else check_int_sequence("union_classes", union_classes, 0, 9)

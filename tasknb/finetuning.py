@@ -42,14 +42,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .data import DATASETS
 from .device import get_device
 from .geometry import bhattacharyya, bhattacharyya_matrix, imprint, progress, riemann_length
-from .trajectories import (batch_stream, check_checkpoints, default_checkpoints, draw_subset,
-                           init_cnn, load_task_images, make_optimizer, prediction_set, progress_bar, record_run)
+from .trajectories import (batch_stream, check_channels, check_checkpoints, default_checkpoints, draw_subset,
+                           init_cnn, load_task_images, make_optimizer, prediction_set, progress_bar, record_run,
+                           supervised_step)
 from .validation import (check_choice, check_int_sequence, check_positive_int,
                          check_seed)
 
@@ -136,13 +136,6 @@ def _training_data_and_prediction_set(config, dev):
     return Xtr.to(dev), ytr.to(dev), pset
 
 
-def _check_channels(channels):
-    channels = [check_positive_int("channels", c) for c in (channels if hasattr(channels, "__len__") else [channels])]
-    if len(channels) != 2:
-        raise ValueError(f"channels must be a pair of integers >= 1 (c1, c2), got {channels}")
-    return channels
-
-
 def pretrain_with_checkpoints(
     dataset: str = "fashion_mnist",
     *,
@@ -194,7 +187,7 @@ def pretrain_with_checkpoints(
         n_train = check_positive_int("n_train", n_train)
     batch_size = check_positive_int("batch_size", batch_size)
     make_optimizer([torch.zeros(1, requires_grad=True)], optimizer, lr, momentum, weight_decay)  # validates
-    channels = _check_channels(channels)
+    channels = check_channels(channels)
     seed = check_seed("seed", seed)
     data_seed = check_seed("data_seed", data_seed)
     n_imprint = check_positive_int("n_imprint", n_imprint)
@@ -206,15 +199,7 @@ def pretrain_with_checkpoints(
     Xtr, ytr, pset = _training_data_and_prediction_set(config, dev)
     model = init_cnn(10, channels, seed, dev)
     opt = make_optimizer(model.parameters(), optimizer, lr, momentum, weight_decay)
-    batches = batch_stream(len(ytr), batch_size, seed)
-
-    def train_step(_step):
-        b = next(batches).to(dev)
-        loss = F.cross_entropy(model(Xtr[b]), ytr[b])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
+    train_step = supervised_step(model, opt, Xtr, ytr, batch_stream(len(ytr), batch_size, seed))
     bar = progress_bar(steps, "pre-training on 10 classes", progress)
     probs, states = record_run(model, train_step, steps, checkpoints, pset, keep_states=True, bar=bar)
     if bar is not None:
@@ -373,15 +358,7 @@ def finetune_from_checkpoints(
                 model.load_state_dict(pre.states[si])
                 model.head = _new_head(model, head, pair, Xs, ys, s, dev)
                 opt = make_optimizer(model.parameters(), optimizer, lr, momentum, weight_decay)
-                batches = batch_stream(len(ys), batch_size, s)
-
-                def train_step(_step, model=model, opt=opt, batches=batches, Xs=Xs, ys=ys):
-                    idx = next(batches).to(dev)
-                    loss = F.cross_entropy(model(Xs[idx]), ys[idx])
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-
+                train_step = supervised_step(model, opt, Xs, ys, batch_stream(len(ys), batch_size, s))
                 sub_acc[i, j, k, 0] = _own_accuracy(model, Xt, yt)
                 probs[i, j, k], _ = record_run(model, train_step, steps, checkpoints, pset, bar=bar)
                 sub_acc[i, j, k, 1] = _own_accuracy(model, Xt, yt)

@@ -31,20 +31,12 @@ import torch.nn.functional as F
 from .data import DATASETS
 from .device import get_device
 from .geometry import imprint, imprinted_probabilities
-from .trajectories import (PredictionSet, SmallCNN, Trajectories, batch_stream, check_checkpoints, draw_subset,
-                           init_cnn, load_task_images, make_optimizer, progress_bar, record_run,
-                           trajectories_from_probs)
+from .trajectories import (PredictionSet, SmallCNN, Trajectories, check_channels, check_checkpoints, draw_subset,
+                           load_task_images, make_optimizer, train_supervised_seeds, trajectories_from_probs)
 from .validation import check_choice, check_int_sequence, check_positive_int, check_positive_real, check_seed
 
 __all__ = ["record_task", "model_from_state", "backbone_features", "imprint_accuracy", "LinearProbe",
            "linear_probe", "log_likelihood", "random_orthogonal"]
-
-
-def _check_channels(channels) -> list[int]:
-    channels = [check_positive_int("channels", c) for c in (channels if hasattr(channels, "__len__") else [channels])]
-    if len(channels) != 2:
-        raise ValueError(f"channels must be a pair of integers >= 1 (c1, c2), got {channels}")
-    return channels
 
 
 # ----------------------------------------------------------------------------- training runs
@@ -89,7 +81,7 @@ def record_task(dataset: str, classes, pset: PredictionSet, *, n_seeds: int = 3,
     checkpoints = check_checkpoints(checkpoints, steps)
     batch_size = check_positive_int("batch_size", batch_size)
     make_optimizer([torch.zeros(1, requires_grad=True)], optimizer, lr, momentum)  # validates by name
-    channels = _check_channels(channels)
+    channels = check_channels(channels)
     seed = check_seed("seed", seed)
     data_seed = check_seed("data_seed", data_seed)
     dev = get_device(device)
@@ -100,25 +92,10 @@ def record_task(dataset: str, classes, pset: PredictionSet, *, n_seeds: int = 3,
     Xtr, ytr = load_task_images(dataset, "train", classes)
     Xtr, ytr = draw_subset(Xtr, ytr, n_train, data_seed + 1)
     Xtr, ytr = Xtr.to(dev), ytr.to(dev)
-    probs = np.empty((n_seeds, len(checkpoints), len(pset.labels), pset.n_classes), dtype=np.float32)
-    states = []
-    bar = progress_bar(n_seeds * steps, f"training on classes {classes}", progress)
-    for k in range(n_seeds):
-        model = init_cnn(len(classes), channels, seed + k, dev)
-        opt = make_optimizer(model.parameters(), optimizer, lr, momentum)
-        batches = batch_stream(len(ytr), batch_size, seed + k)
-
-        def train_step(_step):
-            b = next(batches).to(dev)
-            loss = F.cross_entropy(model(Xtr[b]), ytr[b])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
-        probs[k], st = record_run(model, train_step, steps, checkpoints, pset, keep_states=True, bar=bar)
-        states.append(st)
-    if bar is not None:
-        bar.close()
+    probs, states = train_supervised_seeds(Xtr, ytr, len(classes), pset, n_seeds=n_seeds, steps=steps,
+                                           checkpoints=checkpoints, batch_size=batch_size, optimizer=optimizer,
+                                           lr=lr, momentum=momentum, channels=channels, seed=seed,
+                                           keep_states=True, progress=progress, desc=f"training on classes {classes}")
     traj = trajectories_from_probs(probs, checkpoints, pset, [seed + k for k in range(n_seeds)], config)
     return traj, states
 
@@ -128,7 +105,7 @@ def model_from_state(state: dict, channels=(8, 16), device="auto") -> SmallCNN:
     the number of classes is read off the head."""
     if not isinstance(state, dict) or "head.weight" not in state:
         raise ValueError("state must be a SmallCNN state dict (with a 'head.weight' entry)")
-    model = SmallCNN(int(state["head.weight"].shape[0]), _check_channels(channels))
+    model = SmallCNN(int(state["head.weight"].shape[0]), check_channels(channels))
     model.load_state_dict(state)
     return model.to(get_device(device)).eval()
 

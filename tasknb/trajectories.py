@@ -33,7 +33,7 @@ from .validation import (check_choice, check_int_sequence, check_positive_int, c
 
 __all__ = ["SmallCNN", "Trajectories", "PredictionSet", "default_checkpoints", "record_trajectories",
            "record_run", "prediction_set", "init_cnn", "batch_stream", "make_optimizer", "load_task_images",
-           "draw_subset", "check_checkpoints", "trajectories_from_probs", "progress_bar",
+           "draw_subset", "check_checkpoints", "check_channels", "supervised_step", "train_supervised_seeds", "trajectories_from_probs", "progress_bar",
            "save_trajectories", "load_trajectories", "product_hellinger_vs_n", "OPTIMIZERS", "READOUTS"]
 
 #: optimizers accepted by :func:`record_trajectories`
@@ -303,6 +303,52 @@ def progress_bar(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc)
 
 
+def check_channels(channels) -> list[int]:
+    """(c1, c2) of a SmallCNN: a pair of integers >= 1."""
+    channels = [check_positive_int("channels", c) for c in (channels if hasattr(channels, "__len__") else [channels])]
+    if len(channels) != 2:
+        raise ValueError(f"channels must be a pair of integers >= 1 (c1, c2), got {channels}")
+    return channels
+
+
+def supervised_step(model, opt, X: torch.Tensor, y: torch.Tensor, batches):
+    """A ``train_step`` for :func:`record_run`: one cross-entropy step of ``opt`` on the next
+    mini-batch (indices from ``batches``, e.g. :func:`batch_stream`) of images X (n, 1, 28, 28)
+    with labels y (n,)."""
+    def train_step(_step):
+        b = next(batches).to(X.device)
+        loss = F.cross_entropy(model(X[b]), y[b])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return train_step
+
+
+def train_supervised_seeds(X: torch.Tensor, y: torch.Tensor, n_classes: int, pset: PredictionSet, *, n_seeds: int,
+                           steps: int, checkpoints, batch_size: int, optimizer: str, lr: float, momentum: float,
+                           channels, seed: int, keep_states: bool = False, progress: bool = False,
+                           desc: str = "training seeds"):
+    """Seed k = ``seed + k``: ``init_cnn(n_classes, channels, seed + k)``, mini-batches from
+    ``batch_stream(n, batch_size, seed + k)``, ``steps`` cross-entropy steps on (X, y), read
+    through ``pset`` at ``checkpoints``.  Arguments are assumed checked (callers validate them).
+
+    Returns probs float32 (n_seeds, T, N, K) and, with ``keep_states``, states[k][t] (else None).
+    """
+    probs = np.empty((n_seeds, len(checkpoints), len(pset.labels), pset.n_classes), dtype=np.float32)
+    states = [] if keep_states else None
+    bar = progress_bar(n_seeds * steps, desc, progress)
+    for k in range(n_seeds):
+        model = init_cnn(n_classes, channels, seed + k, X.device)
+        opt = make_optimizer(model.parameters(), optimizer, lr, momentum)
+        step = supervised_step(model, opt, X, y, batch_stream(len(y), batch_size, seed + k))
+        probs[k], st = record_run(model, step, steps, checkpoints, pset, keep_states=keep_states, bar=bar)
+        if keep_states:
+            states.append(st)
+    if bar is not None:
+        bar.close()
+    return probs, states
+
+
 def _validated_config(dataset, classes, n_seeds, steps, checkpoints, n_test, n_train, batch_size, optimizer,
                       lr, momentum, channels, seed, data_seed, readout, union_classes, n_imprint) -> dict:
     """Check the arguments of the supervised recorders by name; return them, normalised, as a dict."""
@@ -316,9 +362,7 @@ def _validated_config(dataset, classes, n_seeds, steps, checkpoints, n_test, n_t
     n_test = check_positive_int("n_test", n_test)
     batch_size = check_positive_int("batch_size", batch_size)
     make_optimizer([torch.zeros(1, requires_grad=True)], optimizer, lr, momentum)  # validates by name
-    channels = [check_positive_int("channels", c) for c in (channels if hasattr(channels, "__len__") else [channels])]
-    if len(channels) != 2:
-        raise ValueError(f"channels must be a pair of integers >= 1 (c1, c2), got {channels}")
+    channels = check_channels(channels)
     seed = check_seed("seed", seed)
     data_seed = check_seed("data_seed", data_seed)
     check_choice("readout", readout, READOUTS)
@@ -394,24 +438,9 @@ def record_trajectories(
     pset = prediction_set(dataset, union, n_test, readout=readout, n_imprint=n_imprint,
                           data_seed=data_seed, device=dev)
     Xtr, ytr = Xtr.to(dev), ytr.to(dev)
-    C = len(classes)
-    probs = np.empty((n_seeds, len(checkpoints), n_test, len(union)), dtype=np.float32)
-    bar = progress_bar(n_seeds * steps, "training seeds", progress)
-    for k in range(n_seeds):
-        model = init_cnn(C, channels, seed + k, dev)
-        opt = make_optimizer(model.parameters(), optimizer, lr, momentum)
-        batches = batch_stream(len(ytr), batch_size, seed + k)
-
-        def train_step(_step):
-            b = next(batches).to(dev)
-            loss = F.cross_entropy(model(Xtr[b]), ytr[b])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
-        probs[k], _ = record_run(model, train_step, steps, checkpoints, pset, bar=bar)
-    if bar is not None:
-        bar.close()
+    probs, _ = train_supervised_seeds(Xtr, ytr, len(classes), pset, n_seeds=n_seeds, steps=steps,
+                                      checkpoints=checkpoints, batch_size=batch_size, optimizer=optimizer, lr=lr,
+                                      momentum=momentum, channels=channels, seed=seed, progress=progress)
     return trajectories_from_probs(probs, checkpoints, pset, [seed + k for k in range(n_seeds)], config)
 
 
