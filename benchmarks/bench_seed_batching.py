@@ -2,7 +2,8 @@
 at once in one vmap over stacked weights (tasknb.batched_trajectories.record_trajectories_batched).
 
 Both record the same checkpoints on the same fixed test images; both are timed in this run, and
-their largest difference in recorded probabilities is printed (float reassociation only).
+their largest difference in recorded probabilities is printed (float reassociation, amplified by
+training as the run gets longer).
 
     python benchmarks/bench_seed_batching.py [--seeds 8] [--steps 100] [--n-test 1000] [--batch 64]
 """

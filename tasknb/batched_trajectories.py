@@ -7,7 +7,10 @@ mini-batch, and the loss is the SUM of the per-seed losses.  That sum separates 
 gradient with respect to the stacked weights is the stack of the per-seed gradients, and SGD (with
 momentum) and Adam, which act element-wise, update every seed exactly as its own optimizer would.
 The numbers agree with the sequential recorder up to floating-point reassociation (the batched
-convolutions sum in another order), not bitwise.
+convolutions sum in another order), not bitwise; training amplifies those rounding differences, so
+they stay below 1e-4 over a dozen steps but grow with the run (about 2e-2 in the largest probability
+after 100 Adam steps, measured by ``benchmarks/bench_seed_batching.py``): a batched run is a
+different, equally valid, sample of the same seed's trajectory.  Same arguments -> same numbers.
 
 ``record_trajectories_batched``  same arguments and result as ``record_trajectories`` (supervised
                                  training, ``readout`` "softmax" or "imprint"), seeds in one vmap
@@ -73,7 +76,8 @@ def record_trajectories_batched(dataset: str = "fashion_mnist", classes=tuple(ra
     stacked weights, and one optimizer steps them all (element-wise, hence per seed).
 
     Returns :class:`Trajectories` with ``probs`` (n_seeds, T, N, K) float32, equal to the
-    sequential recorder's up to float reassociation; same arguments -> same numbers.
+    sequential recorder's up to float reassociation amplified by training (see the module
+    docstring); same arguments -> same numbers.
     """
     config = _validated_config(dataset, classes, n_seeds, steps, checkpoints, n_test, n_train, batch_size,
                                optimizer, lr, momentum, channels, seed, data_seed, readout, union_classes, n_imprint)

@@ -18,7 +18,7 @@ def test_batched_seeds_match_the_sequential_recorder(kw):
     a = record_trajectories(**SMALL, **kw)
     b = record_trajectories_batched(**SMALL, **kw)
     assert b.probs.shape == a.probs.shape and b.seeds == a.seeds and np.array_equal(b.labels, a.labels)
-    # float reassociation only: the runs must not drift apart
+    # float reassociation only: over a dozen steps the runs must not drift apart
     assert np.abs(a.probs - b.probs).max() < 1e-4
     # and they did train: the last checkpoint differs from the first
     assert np.abs(b.probs[:, -1] - b.probs[:, 0]).max() > 1e-2
