@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from .data import DATASETS
 from .device import generator, get_device
 from .trajectories import (Trajectories, check_channels, check_checkpoints, draw_subset, init_cnn, load_task_images,
-                           make_optimizer, prediction_set, progress_bar, record_run, trajectories_from_probs)
+                           make_optimizer, prediction_set, record_seeds, trajectories_from_probs)
 from .validation import check_choice, check_int_sequence, check_positive_int, check_seed
 
 __all__ = ["Episode", "sample_episode", "episode_stream", "prototypes", "prototypical_logits",
@@ -248,12 +248,10 @@ def record_episodic_trajectories(
     pset = prediction_set(dataset, union, n_test, readout="imprint", n_imprint=n_imprint,
                           data_seed=data_seed, device=dev)
     Xtr = Xtr.to(dev)
-    probs = np.empty((n_seeds, len(checkpoints), n_test, len(union)), dtype=np.float32)
-    bar = progress_bar(n_seeds * steps, f"{way}-way episodes", progress)
-    for k in range(n_seeds):
-        model = init_cnn(len(classes), channels, seed + k, dev)
+    def build(_k, s):
+        model = init_cnn(len(classes), channels, s, dev)
         opt = make_optimizer(model.parameters(), optimizer, lr, momentum)
-        episodes = episode_stream(ytr, way, shot, query, seed + k)
+        episodes = episode_stream(ytr, way, shot, query, s)
 
         def train_step(_step):
             ep = next(episodes)
@@ -263,8 +261,8 @@ def record_episodic_trajectories(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+        return model, train_step
 
-        probs[k], _ = record_run(model, train_step, steps, checkpoints, pset, bar=bar)
-    if bar is not None:
-        bar.close()
+    probs, _ = record_seeds(build, n_seeds, steps, checkpoints, pset, seed=seed, progress=progress,
+                            desc=f"{way}-way episodes")
     return trajectories_from_probs(probs, checkpoints, pset, [seed + k for k in range(n_seeds)], config)

@@ -36,7 +36,7 @@ from torch import nn
 from .data import DATASETS
 from .device import generator, get_device
 from .trajectories import (SmallCNN, Trajectories, batch_stream, check_checkpoints, draw_subset, init_cnn,
-                           load_task_images, make_optimizer, prediction_set, progress_bar, record_run,
+                           load_task_images, make_optimizer, prediction_set, record_seeds,
                            trajectories_from_probs)
 from .validation import (check_choice, check_positive_int, check_positive_real, check_real_in, check_seed)
 
@@ -297,13 +297,11 @@ def record_contrastive_trajectories(
     pset = prediction_set(dataset, classes, n_test, readout="imprint", n_imprint=n_imprint,
                           data_seed=data_seed, device=dev)
     Xtr = Xtr.to(dev)
-    probs = np.empty((n_seeds, len(checkpoints), n_test, 10), dtype=np.float32)
-    bar = progress_bar(n_seeds * steps, "SimCLR seeds", progress)
-    for k in range(n_seeds):
-        model = init_contrastive(channels, hidden, proj_dim, seed + k, dev)
+    def build(_k, s):
+        model = init_contrastive(channels, hidden, proj_dim, s, dev)
         opt = make_optimizer(model.parameters(), optimizer, lr)
-        batches = batch_stream(len(Xtr), batch_size, seed + k)
-        g_aug = generator(seed + k + 7919)
+        batches = batch_stream(len(Xtr), batch_size, s)
+        g_aug = generator(s + 7919)
 
         def train_step(_step):
             x = Xtr[next(batches).to(dev)]
@@ -312,10 +310,10 @@ def record_contrastive_trajectories(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+        return model, train_step
 
-        probs[k], _ = record_run(model, train_step, steps, checkpoints, pset, bar=bar)
-    if bar is not None:
-        bar.close()
+    probs, _ = record_seeds(build, n_seeds, steps, checkpoints, pset, seed=seed, progress=progress,
+                            desc="SimCLR seeds")
     return trajectories_from_probs(probs, checkpoints, pset, [seed + k for k in range(n_seeds)], config)
 
 
@@ -389,18 +387,16 @@ def record_fixmatch_trajectories(
                   steps=steps, checkpoints=checkpoints, n_test=n_test, n_train=n_train, batch_size=batch_size,
                   mu=mu, tau=tau, lambda_u=lambda_u, optimizer=optimizer, lr=lr, channels=channels, seed=seed,
                   data_seed=data_seed, readout="imprint", union_classes=classes, n_imprint=n_imprint)
-    probs = np.empty((n_seeds, len(checkpoints), n_test, 10), dtype=np.float32)
     mask_rate = np.zeros((n_seeds, steps))
-    bar = progress_bar(n_seeds * steps, "FixMatch seeds", progress)
-    for k in range(n_seeds):
-        model = init_cnn(10, channels, seed + k, dev)
-        opt = make_optimizer(model.parameters(), optimizer, lr)
-        lab_batches = batch_stream(len(yl), batch_size, seed + k)
-        unl_batches = batch_stream(len(Xu), mu * batch_size, seed + k + 104729)
-        g_aug = generator(seed + k + 7919)
 
-        def train_step(step, k=k, model=model, opt=opt, lab_batches=lab_batches, unl_batches=unl_batches,
-                       g_aug=g_aug):
+    def build(k, s):
+        model = init_cnn(10, channels, s, dev)
+        opt = make_optimizer(model.parameters(), optimizer, lr)
+        lab_batches = batch_stream(len(yl), batch_size, s)
+        unl_batches = batch_stream(len(Xu), mu * batch_size, s + 104729)
+        g_aug = generator(s + 7919)
+
+        def train_step(step):
             b = next(lab_batches).to(dev)
             xu = Xu[next(unl_batches).to(dev)]
             xl = augment(Xl[b], "weak", generator_=g_aug)
@@ -410,9 +406,9 @@ def record_fixmatch_trajectories(
             loss.backward()
             opt.step()
             mask_rate[k, step] = rate
+        return model, train_step
 
-        probs[k], _ = record_run(model, train_step, steps, checkpoints, pset, bar=bar)
-    if bar is not None:
-        bar.close()
+    probs, _ = record_seeds(build, n_seeds, steps, checkpoints, pset, seed=seed, progress=progress,
+                            desc="FixMatch seeds")
     config["mask_rate"] = mask_rate.tolist()
     return trajectories_from_probs(probs, checkpoints, pset, [seed + k for k in range(n_seeds)], config)

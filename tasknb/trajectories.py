@@ -33,7 +33,7 @@ from .validation import (check_choice, check_int_sequence, check_positive_int, c
 
 __all__ = ["SmallCNN", "Trajectories", "PredictionSet", "default_checkpoints", "record_trajectories",
            "record_run", "prediction_set", "init_cnn", "batch_stream", "make_optimizer", "load_task_images",
-           "draw_subset", "check_checkpoints", "check_channels", "supervised_step", "train_supervised_seeds", "trajectories_from_probs", "progress_bar",
+           "draw_subset", "check_checkpoints", "check_channels", "supervised_step", "train_supervised_seeds", "record_seeds", "trajectories_from_probs", "progress_bar",
            "save_trajectories", "load_trajectories", "product_hellinger_vs_n", "OPTIMIZERS", "READOUTS"]
 
 #: optimizers accepted by :func:`record_trajectories`
@@ -334,14 +334,29 @@ def train_supervised_seeds(X: torch.Tensor, y: torch.Tensor, n_classes: int, pse
 
     Returns probs float32 (n_seeds, T, N, K) and, with ``keep_states``, states[k][t] (else None).
     """
+    def build(_k, s):
+        model = init_cnn(n_classes, channels, s, X.device)
+        opt = make_optimizer(model.parameters(), optimizer, lr, momentum)
+        return model, supervised_step(model, opt, X, y, batch_stream(len(y), batch_size, s))
+
+    return record_seeds(build, n_seeds, steps, checkpoints, pset, seed=seed, keep_states=keep_states,
+                        progress=progress, desc=desc)
+
+
+def record_seeds(build, n_seeds: int, steps: int, checkpoints, pset: PredictionSet, *, seed: int,
+                 keep_states: bool = False, progress: bool = False, desc: str = "training seeds"):
+    """The per-seed loop of every recorder: for k = 0..n_seeds-1, ``build(k, seed + k)`` returns
+    (model, train_step) -- a fresh network and one optimizer step of the method -- and
+    :func:`record_run` records it through ``pset`` at ``checkpoints``.
+
+    Returns probs float32 (n_seeds, T, N, K) and, with ``keep_states``, states[k][t] (else None).
+    """
     probs = np.empty((n_seeds, len(checkpoints), len(pset.labels), pset.n_classes), dtype=np.float32)
     states = [] if keep_states else None
     bar = progress_bar(n_seeds * steps, desc, progress)
     for k in range(n_seeds):
-        model = init_cnn(n_classes, channels, seed + k, X.device)
-        opt = make_optimizer(model.parameters(), optimizer, lr, momentum)
-        step = supervised_step(model, opt, X, y, batch_stream(len(y), batch_size, seed + k))
-        probs[k], st = record_run(model, step, steps, checkpoints, pset, keep_states=keep_states, bar=bar)
+        model, train_step = build(k, seed + k)
+        probs[k], st = record_run(model, train_step, steps, checkpoints, pset, keep_states=keep_states, bar=bar)
         if keep_states:
             states.append(st)
     if bar is not None:
