@@ -18,7 +18,7 @@ import torch
 from tasknb.chmm import CHMM
 from tasknb.device import get_device
 from tasknb.learners import init_two_layer, train_two_layer
-from tasknb.transfer import stack_samples
+from tasknb.feature_transfer import stack_samples
 
 
 class TwoLayerNet(torch.nn.Module):

@@ -134,7 +134,7 @@ def simulate_frozen_heads(W1: torch.Tensor, chmms: list[CHMM], M_grid, lam: floa
     lam = check_positive_real("lam", lam)
     M_test = check_positive_int("M_test", M_test)
     seed = check_seed("seed", seed)
-    from .transfer import stack_samples
+    from .feature_transfer import stack_samples
 
     Xt, yt = stack_samples(chmms, M_test, "target", seed + 50_000)
     Vt = centred_features(W1, Xt, means)

@@ -22,7 +22,7 @@ torch.set_num_threads(max(1, os.cpu_count() or 1))
 @pytest.fixture(scope="session")
 def executed_notebooks(tmp_path_factory):
     """Run every notebook with papermill (quick profile) once; map id -> (path or None, error or None)."""
-    from tasknb.runner import execute, list_notebooks
+    from tasknb.book.runner import execute, list_notebooks
 
     out = tmp_path_factory.mktemp("executed")
     results = {}
@@ -38,7 +38,7 @@ def executed_notebooks(tmp_path_factory):
 @pytest.fixture(scope="session")
 def built_book(executed_notebooks, tmp_path_factory):
     """The HTML book rendered from the executed notebooks; the folder holding index.html."""
-    from tasknb.book import build
+    from tasknb.book.html import build
 
     executed_dir, results = executed_notebooks
     failed = [k for k, (_, err) in results.items() if err is not None]

@@ -1,12 +1,12 @@
-"""tasknb.asymmetry: shapes, determinism, equivalence with the one-family protocol, validation."""
+"""tasknb.chapters.c5_asymmetry: shapes, determinism, equivalence with the one-family protocol, validation."""
 import numpy as np
 import pytest
 import torch
 
-from tasknb.asymmetry import (DIRECTIONS, asymmetry_sweep, hard_easy_curves, train_sources,
+from tasknb.chapters.c5_asymmetry import (DIRECTIONS, asymmetry_sweep, hard_easy_curves, train_sources,
                               transfer_curves_many)
 from tasknb.chmm import CHMM
-from tasknb.transfer import TrainingConfig, train_source, transfer_learning_curves
+from tasknb.feature_transfer import TrainingConfig, train_source, transfer_learning_curves
 
 D, H = 40, 20
 FAST = dict(source=TrainingConfig(3, 1e-2, 100), scratch=TrainingConfig(5, 0.1, 1000),
@@ -94,7 +94,7 @@ def test_hard_easy_curves():
     (dict(realizations=0), "realizations must be an integer >= 1"),
     (dict(learners=("ft-TF",)), "needs 'TF'"),
     (dict(learners=("TF", "XX")), "learners must be one of"),
-    (dict(scratch=(5, 0.1, 1000)), "scratch must be a tasknb.transfer.TrainingConfig"),
+    (dict(scratch=(5, 0.1, 1000)), "scratch must be a tasknb.feature_transfer.TrainingConfig"),
     (dict(n_samples=1), "n_samples must be an integer >= 2"),
     (dict(seed=-1), "seed must be an integer >= 0"),
 ])

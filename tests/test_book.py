@@ -63,7 +63,7 @@ def demo_book(tmp_path_factory) -> Path:
     """Execute (papermill) and build a one-notebook book; return its HTML folder."""
     import nbformat
     import papermill
-    from tasknb.book import build
+    from tasknb.book.html import build
 
     root = tmp_path_factory.mktemp("demo_book")
     shutil.copy2(REPO_ROOT / "_config.yml", root / "_config.yml")
@@ -89,7 +89,7 @@ def demo_book(tmp_path_factory) -> Path:
         nbformat.v4.new_code_cell(f"etas = {DEMO_ETAS!r}", metadata={"tags": ["parameters"]}),
         nbformat.v4.new_code_cell(
             DEMO_RENDER_SOURCE
-            + "\nfrom tasknb.widgets import frame_slider, frame_grid\n"
+            + "\nfrom tasknb.book.widgets import frame_slider, frame_grid\n"
             + 'frame_slider([line(eta) for eta in etas], etas, "η")'
         ),
         nbformat.v4.new_code_cell(
@@ -110,7 +110,7 @@ def demo_book(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def demo_frame_hashes() -> dict:
     """sha256 of the PNG the demo shows for each (slope, offset) and each η."""
-    from tasknb.widgets import figure_to_png
+    from tasknb.book.widgets import figure_to_png
 
     namespace: dict = {}
     exec(DEMO_RENDER_SOURCE, namespace)
@@ -254,7 +254,7 @@ def _chapter_pages() -> list[str]:
 
 
 def test_every_notebook_is_a_chapter():
-    from tasknb.runner import list_notebooks
+    from tasknb.book.runner import list_notebooks
 
     in_toc = {Path(p).stem for p in _chapter_pages()}
     on_disk = {path.stem for path in list_notebooks(REPO_ROOT).values()}
@@ -285,7 +285,7 @@ def test_chapter_slider_switches_frames_offline(built_book, browser, chapter):
 
 def test_build_refuses_a_notebook_with_an_error_output(tmp_path):
     import nbformat
-    from tasknb.book import build
+    from tasknb.book.html import build
 
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(REPO_ROOT / name, tmp_path / name)

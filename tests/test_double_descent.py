@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.optimize import linprog
 
-from tasknb.double_descent import (candes_sur_threshold, double_descent_curves, excess_error, interior_maxima,
+from tasknb.chapters.c6_double_descent import (candes_sur_threshold, double_descent_curves, excess_error, interior_maxima,
                                    separability_threshold, threshold_from_training_loss)
 
 

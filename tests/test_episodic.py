@@ -1,4 +1,4 @@
-"""tasknb.episodic: episodes hold the documented classes and shapes and are reproducible for a seed;
+"""tasknb.chapters.s5_episodic_training: episodes hold the documented classes and shapes and are reproducible for a seed;
 the prototypical loss has the invariances of a clustering loss; recorded episodic runs live in the
 same prediction space as a supervised run read through the same imprinted head; bad inputs stop
 with a message naming the parameter."""
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tasknb.episodic import (episode_stream, prototypes, prototypical_logits, prototypical_loss,
+from tasknb.chapters.s5_episodic_training import (episode_stream, prototypes, prototypical_logits, prototypical_loss,
                              record_episodic_trajectories, sample_episode)
 from tasknb.trajectories import record_trajectories
 

@@ -1,4 +1,4 @@
-"""tasknb.finetuning: pre-training keeps its weights, fine-tuning runs from each kept checkpoint
+"""tasknb.chapters.s7_finetuning_from_checkpoints: pre-training keeps its weights, fine-tuning runs from each kept checkpoint
 have the documented shape, start exactly at that checkpoint's point of the 10-class prediction
 space, train the whole network (the point moves), are reproducible for a seed, and bad inputs
 stop with a message naming the parameter."""
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tasknb.finetuning import (FineTuning, Pretraining, distance_to_trajectory, distance_travelled,
+from tasknb.chapters.s7_finetuning_from_checkpoints import (FineTuning, Pretraining, distance_to_trajectory, distance_travelled,
                                finetune_from_checkpoints, pretrain_with_checkpoints, progress_along)
 from tasknb.geometry import bhattacharyya, progress
 from tasknb.trajectories import init_cnn

@@ -1,4 +1,4 @@
-"""tasknb.imprinting: runs read through a shared prediction set match record_trajectories, keep their
+"""tasknb.chapters.s3_imprinting_inpca: runs read through a shared prediction set match record_trajectories, keep their
 checkpoints, imprinting is invariant to orthogonal maps of the features (App. E of S), a trained
 unit-norm head beats the imprinted one on eq. (12) (App. D), and bad inputs name the parameter."""
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tasknb.geometry import bhattacharyya, imprint, imprinted_probabilities
-from tasknb.imprinting import (backbone_features, imprint_accuracy, linear_probe, log_likelihood, model_from_state,
+from tasknb.chapters.s3_imprinting_inpca import (backbone_features, imprint_accuracy, linear_probe, log_likelihood, model_from_state,
                                random_orthogonal, record_task)
 from tasknb.trajectories import prediction_set, record_trajectories
 

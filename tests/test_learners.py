@@ -6,7 +6,7 @@ import torch
 from tasknb.chmm import CHMM
 from tasknb.learners import (TwoLayerStack, features, fit_logistic_head, init_two_layer, predict,
                              classification_error, train_two_layer)
-from tasknb.transfer import TrainingConfig, stack_samples, train_source, transfer_learning_curves
+from tasknb.feature_transfer import TrainingConfig, stack_samples, train_source, transfer_learning_curves
 
 
 def _stack(K=3, D=60, L=15, M=300, which="source", seed=0, **kw):

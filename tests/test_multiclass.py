@@ -5,11 +5,11 @@ import torch
 
 from tasknb.chmm import CHMM
 from tasknb.learners import features
-from tasknb.multiclass import (MulticlassCHMM, SoftmaxStack, asymmetric_transfer, cross_entropy,
+from tasknb.chapters.c9_multiclass import (MulticlassCHMM, SoftmaxStack, asymmetric_transfer, cross_entropy,
                                fit_softmax_head, init_softmax_net, multiclass_gain_map,
                                multiclass_transfer_curves, softmax_error, softmax_logits,
                                stack_multiclass_samples, train_multiclass_source, train_softmax_net)
-from tasknb.transfer import TrainingConfig
+from tasknb.feature_transfer import TrainingConfig
 
 
 # ----------------------------------------------------------------------------- generator

@@ -5,7 +5,7 @@ from pathlib import Path
 import jupytext
 import pytest
 
-from tasknb import runner
+from tasknb.book import runner
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = runner.list_notebooks(REPO)

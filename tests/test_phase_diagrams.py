@@ -5,7 +5,7 @@ import torch
 
 from tasknb.chmm import CHMM
 from tasknb.learners import init_two_layer
-from tasknb.phase_diagrams import phase_diagram, theory_over_targets
+from tasknb.chapters.c4_phase_diagrams import phase_diagram, theory_over_targets
 
 
 def test_theory_over_targets_shares_moments_across_q():

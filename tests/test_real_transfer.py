@@ -1,13 +1,13 @@
-"""Fast tests of tasknb.real_transfer: image transforms, task pairs, the batched protocol."""
+"""Fast tests of tasknb.chapters.c8_real_data: image transforms, task pairs, the batched protocol."""
 import numpy as np
 import pytest
 import torch
 from matplotlib.figure import Figure
 
-from tasknb.real_transfer import (EXPERIMENTS, TaskPair, brightness_labels, edge_enhance, experiment_figure,
+from tasknb.chapters.c8_real_data import (EXPERIMENTS, TaskPair, brightness_labels, edge_enhance, experiment_figure,
                                   learning_curves_on_tasks, make_task_pair, mean_brightness, real_data_experiments,
                                   standardize, transfer_gain)
-from tasknb.transfer import TrainingConfig, TransferCurves
+from tasknb.feature_transfer import TrainingConfig, TransferCurves
 
 QUICK = dict(source=TrainingConfig(15, 2e-2, 50), scratch=TrainingConfig(15, 0.1, 1000),
              finetune=TrainingConfig(15, 0.01, 1000))
@@ -170,7 +170,7 @@ def test_learning_curves_end_to_end_shapes_and_determinism(data):
     (dict(H=0), "H must be an integer >= 1"),
     (dict(learners=("ft-TF",)), "needs 'TF'"),
     (dict(learners=("XX",)), "learners must be one of"),
-    (dict(source="fast"), "source must be a tasknb.transfer.TrainingConfig"),
+    (dict(source="fast"), "source must be a tasknb.feature_transfer.TrainingConfig"),
     (dict(patience=-1), "patience must be an integer >= 0"),
     (dict(source_params="W"), "source_params must hold a TwoLayerStack"),
 ])
@@ -230,6 +230,6 @@ def test_transfer_gain_and_figure_validation():
             transfer_gain(c, index=bad)
     with pytest.raises(ValueError, match="baseline must be one of"):
         transfer_gain(c, baseline="2L")
-    with pytest.raises(ValueError, match="curves must be a tasknb.transfer.TransferCurves"):
+    with pytest.raises(ValueError, match="curves must be a tasknb.feature_transfer.TransferCurves"):
         experiment_figure({"TF": 1})
     assert isinstance(experiment_figure(c), Figure)

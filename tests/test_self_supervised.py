@@ -1,4 +1,4 @@
-"""tasknb.self_supervised: augmentations keep shape and range and are seeded, NT-Xent has the
+"""tasknb.chapters.s6_contrastive_semisupervised: augmentations keep shape and range and are seeded, NT-Xent has the
 invariants of the SimCLR loss and matches a direct computation, FixMatch's mask respects the
 threshold, the recorders return one shared prediction space reproducibly, and bad inputs stop with
 a message naming the parameter."""
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tasknb.self_supervised import (ContrastiveNet, augment, fixmatch_loss, init_contrastive, nt_xent,
+from tasknb.chapters.s6_contrastive_semisupervised import (ContrastiveNet, augment, fixmatch_loss, init_contrastive, nt_xent,
                                     pseudo_labels, record_contrastive_trajectories,
                                     record_fixmatch_trajectories)
 from tasknb.trajectories import init_cnn, record_trajectories

@@ -1,4 +1,4 @@
-"""tasknb.task_space: runs on several tasks read on one union task have the documented shapes,
+"""tasknb.chapters.s4_space_of_tasks: runs on several tasks read on one union task have the documented shapes,
 are reproducible, start together with a shared initialisation, per-class progress and the
 task-distance / clustering / normalised-distance helpers behave as their definitions say, and
 bad inputs stop with a message naming the parameter."""
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tasknb.geometry import geodesic, progress, trajectory_distance
-from tasknb.task_space import (TaskFamily, cophenetic_matrix, family_inpca, family_means, family_progress,
+from tasknb.chapters.s4_space_of_tasks import (TaskFamily, cophenetic_matrix, family_inpca, family_means, family_progress,
                                family_tube_radii, interpolate_family, normalized_distance_curves,
                                per_class_progress, random_classes, record_task_family, seen_classes,
                                task_distance_matrix, task_linkage)

@@ -1,4 +1,4 @@
-"""tasknb.widgets: structure of the frame widgets and input validation (no browser)."""
+"""tasknb.book.widgets: structure of the frame widgets and input validation (no browser)."""
 from __future__ import annotations
 
 import ipywidgets
@@ -6,7 +6,7 @@ from ipywidgets.widgets.widget_link import Link
 import pytest
 from matplotlib.figure import Figure
 
-from tasknb.widgets import FramePlayer, figure_to_png, format_values, frame_grid, frame_slider
+from tasknb.book.widgets import FramePlayer, figure_to_png, format_values, frame_grid, frame_slider
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

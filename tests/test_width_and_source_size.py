@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from tasknb.transfer import TrainingConfig
-from tasknb.width_and_source_size import separability_threshold, source_size_diagram, width_diagram
+from tasknb.feature_transfer import TrainingConfig
+from tasknb.chapters.c7_width_and_source_size import separability_threshold, source_size_diagram, width_diagram
 
 TINY = dict(D=40, L=10, lam=1e-3, realizations=2, source=TrainingConfig(3, 1e-2, 50),
             scratch=TrainingConfig(3, 0.1, 1000), n_samples=2000, M_test=200, device="cpu", progress=False)

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import DATASETS
-from .geometry import (bhattacharyya_matrix, inpca, interpolate_trajectory, mean_trajectory, normalized_distance,
+from ..data import DATASETS
+from ..geometry import (bhattacharyya_matrix, inpca, interpolate_trajectory, mean_trajectory, normalized_distance,
                        progress, trajectory_distance, tube_radius)
-from .trajectories import load_task_images, progress_bar, record_trajectories
-from .validation import check_choice, check_int_sequence, check_positive_int, check_seed
+from ..trajectories import load_task_images, progress_bar, record_trajectories
+from ..validation import check_choice, check_int_sequence, check_positive_int, check_seed
 
 __all__ = ["FASHION_SUPER_CLASSES", "FASHION_NAMES", "TaskFamily", "record_task_family", "family_progress",
            "per_class_progress", "seen_classes", "interpolate_family", "family_means", "family_tube_radii",

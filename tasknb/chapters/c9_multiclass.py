@@ -39,13 +39,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .chmm import CHMM, CHMMSample
-from .device import generator, get_device
-from .learners import FirstLayerStack, HeadFit, TrainingResult, check_stack_data, draw_gaussian_layers, features
-from .transfer import (FINETUNE_DEFAULT, LEARNERS, SCRATCH_DEFAULT, SOURCE_DEFAULT, NetworkFamily, TrainingConfig,
+from ..chmm import CHMM, CHMMSample
+from ..device import generator, get_device
+from ..learners import FirstLayerStack, HeadFit, TrainingResult, check_stack_data, draw_gaussian_layers, features
+from ..feature_transfer import (FINETUNE_DEFAULT, LEARNERS, SCRATCH_DEFAULT, SOURCE_DEFAULT, NetworkFamily, TrainingConfig,
                        TransferCurves, check_learners, resolve_source_networks,
                        target_learning_curves)
-from .validation import (check_choice, check_int_sequence, check_positive_int, check_positive_real,
+from ..validation import (check_choice, check_int_sequence, check_positive_int, check_positive_real,
                          check_real_in, check_seed)
 
 __all__ = [
@@ -422,7 +422,7 @@ def train_softmax_net(params: SoftmaxStack, X: torch.Tensor, y: torch.Tensor, *,
 # ============================================================================ transfer protocol
 
 def softmax_family(K: int, H: int, D: int, n_classes: int, device, max_iter: int = 200) -> NetworkFamily:
-    """K softmax networks (C = ``n_classes`` outputs) for :func:`tasknb.transfer.target_learning_curves`."""
+    """K softmax networks (C = ``n_classes`` outputs) for :func:`tasknb.feature_transfer.target_learning_curves`."""
     def train(net, X, y, config, lam, seed):
         return train_softmax_net(net, X, y, epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
                                  lam=lam, seed=seed)
@@ -473,7 +473,7 @@ def multiclass_transfer_curves(D: int, H: int, L_source: int, L_target: int, n_c
                                max_iter: int = 200) -> TransferCurves:
     """Learning curves of TF, RF, 2L and ft-TF on the C-class CHMM (appendix B, numerically).
 
-    The protocol of :func:`tasknb.transfer.transfer_learning_curves` with softmax outputs:
+    The protocol of :func:`tasknb.feature_transfer.transfer_learning_curves` with softmax outputs:
     (1) a C-output source network per realization, Adam with early stopping on M_source
     source examples; (2) for each M in ``M_grid``, on the same M target examples: TF (the
     source W1 frozen, multinomial logistic head by :func:`fit_softmax_head`), RF (a random
@@ -483,7 +483,7 @@ def multiclass_transfer_curves(D: int, H: int, L_source: int, L_target: int, n_c
     Parameters are those of ``transfer_learning_curves`` plus ``n_classes`` (C >= 2) and
     ``max_iter`` (Newton steps of the heads).  ``source_params`` reuses source networks from an
     earlier call with the same D, H, L_source, n_classes, realizations and seed (the source
-    task does not depend on eta, rho, q).  Returns a :class:`tasknb.transfer.TransferCurves`
+    task does not depend on eta, rho, q).  Returns a :class:`tasknb.feature_transfer.TransferCurves`
     (``errors[name]`` of shape (n_M, K)); ``config["n_classes"]`` holds C and chance level
     is 1 - 1/C.
     """

@@ -25,7 +25,7 @@ experiment          source -> target                            paper
 with labels in {-1, +1}); :func:`learning_curves_on_tasks` runs the transfer
 protocol of section 2.2 / appendix D on any pair (source network with early
 stopping, then TF, RF, 2L and ft-TF on growing target sets), batched over K
-realizations, and returns a :class:`tasknb.transfer.TransferCurves`;
+realizations, and returns a :class:`tasknb.feature_transfer.TransferCurves`;
 :func:`real_data_experiments` runs several experiments in a row.
 """
 from __future__ import annotations
@@ -36,14 +36,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data import DATASETS, load_dataset
-from .device import generator, get_device
-from .learners import TwoLayerStack, classification_error, init_two_layer, train_two_layer
-from .tasks import EVEN_ODD, LESS_THAN_5, binary_relabel
-from .transfer import (FINETUNE_DEFAULT, LEARNERS, SCRATCH_DEFAULT, SOURCE_DEFAULT, TrainingConfig,
+from ..data import DATASETS, load_dataset
+from ..device import generator, get_device
+from ..learners import TwoLayerStack, classification_error, init_two_layer, train_two_layer
+from ..tasks import EVEN_ODD, LESS_THAN_5, binary_relabel
+from ..feature_transfer import (FINETUNE_DEFAULT, LEARNERS, SCRATCH_DEFAULT, SOURCE_DEFAULT, TrainingConfig,
                        TransferCurves, binary_family, check_learners, resolve_source_networks,
                        target_learning_curves)
-from .validation import (check_choice, check_int_sequence, check_positive_int, check_positive_real, check_real_in,
+from ..validation import (check_choice, check_int_sequence, check_positive_int, check_positive_real, check_real_in,
                          check_seed)
 
 __all__ = ["EXPERIMENTS", "PAPER_FIGURE", "SUBSTITUTION_SOURCE", "SUBSTITUTION_TARGET", "EASY_CLASSES",
@@ -379,7 +379,7 @@ def learning_curves_on_tasks(source_X: torch.Tensor, source_y: torch.Tensor, tar
     source_test_X, source_test_y : optional held-out source examples; the source error reported
         is measured on them (else on each realization's validation set).
     learners : subset of ("TF", "RF", "2L", "ft-TF"); "ft-TF" needs "TF".
-    source, scratch, finetune : :class:`tasknb.transfer.TrainingConfig` of the Adam runs
+    source, scratch, finetune : :class:`tasknb.feature_transfer.TrainingConfig` of the Adam runs
         (defaults: appendix D's settings).
     patience : int >= 0, early-stopping patience of the source net (default 0, the paper's).
     seed : int >= 0; device : "auto", "cpu" or "cuda"; progress : tqdm bars; desc : bar label.
@@ -389,7 +389,7 @@ def learning_curves_on_tasks(source_X: torch.Tensor, source_y: torch.Tensor, tar
 
     Returns
     -------
-    :class:`tasknb.transfer.TransferCurves` with errors[name] of shape (len(M_grid), K).
+    :class:`tasknb.feature_transfer.TransferCurves` with errors[name] of shape (len(M_grid), K).
     """
     _check_pool("source_X", source_X, "source_y", source_y)
     D = source_X.shape[1]
@@ -420,7 +420,7 @@ def learning_curves_on_tasks(source_X: torch.Tensor, source_y: torch.Tensor, tar
     learners = check_learners(learners)
     for cname, cfg in (("source", source), ("scratch", scratch), ("finetune", finetune)):
         if not isinstance(cfg, TrainingConfig):
-            raise ValueError(f"{cname} must be a tasknb.transfer.TrainingConfig, got {type(cfg).__name__}")
+            raise ValueError(f"{cname} must be a tasknb.feature_transfer.TrainingConfig, got {type(cfg).__name__}")
     patience = check_positive_int("patience", patience, minimum=0)
     seed = check_seed("seed", seed)
     dev = get_device(device)
@@ -496,7 +496,7 @@ def real_data_experiments(names=EXPERIMENTS, dataset: str = "fashion_mnist", *, 
       the 2L curve, which does not depend on the source.
 
     Returns ``(curves, pairs)``: two dicts keyed by experiment name, holding the
-    :class:`~tasknb.transfer.TransferCurves` and the :class:`TaskPair` summaries (pools dropped
+    :class:`~tasknb.feature_transfer.TransferCurves` and the :class:`TaskPair` summaries (pools dropped
     to free memory; ``description``, ``info`` and ``images`` kept).
     """
     if isinstance(names, str) or not hasattr(names, "__iter__"):
@@ -566,12 +566,12 @@ def experiment_figure(curves: TransferCurves, pair: TaskPair | None = None, titl
 
     Left: ``n_images`` example source images above target images from ``pair.images`` (omitted
     when ``pair`` is None).  Right: the learning curves of every learner
-    (:func:`tasknb.plotting.plot_learning_curves`), y-limits ``ylim`` (a pair) when given.
+    (:func:`tasknb.book.plotting.plot_learning_curves`), y-limits ``ylim`` (a pair) when given.
     """
-    from .plotting import new_figure, plot_learning_curves
+    from ..book.plotting import new_figure, plot_learning_curves
 
     if not isinstance(curves, TransferCurves):
-        raise ValueError(f"curves must be a tasknb.transfer.TransferCurves, got {type(curves).__name__}")
+        raise ValueError(f"curves must be a tasknb.feature_transfer.TransferCurves, got {type(curves).__name__}")
     n_images = check_positive_int("n_images", n_images)
     if pair is None:
         fig, ax = new_figure(width * 0.6, 3.6)

@@ -1,7 +1,7 @@
 """Render already-executed notebooks into the HTML book (Jupyter Book 1.x).
 
 The book never executes code (``execute_notebooks: off`` in ``_config.yml``):
-``tasknb.runner`` executes the notebooks with papermill into a folder that
+``tasknb.book.runner`` executes the notebooks with papermill into a folder that
 mirrors the repository (``<executed>/notebooks/part_c/c1_chmm_generator.ipynb``),
 and :func:`build` renders those files together with the prose pages.
 
@@ -31,7 +31,7 @@ LOG_TAIL_LINES = 60
 
 
 def _default_repo_root() -> Path:
-    package_parent = Path(__file__).resolve().parent.parent
+    package_parent = Path(__file__).resolve().parents[2]
     if (package_parent / "_config.yml").is_file():
         return package_parent
     return Path.cwd()
@@ -111,12 +111,12 @@ def build(executed_dir: str | Path = "_build/executed", html_dir: str | Path = "
             f"run `bash book/fetch_widget_js.sh` once (it needs npm)"
         )
     if not executed.is_dir():
-        raise FileNotFoundError(f"executed_dir {executed} does not exist; run `python -m tasknb.runner` first")
+        raise FileNotFoundError(f"executed_dir {executed} does not exist; run `python -m tasknb.book.runner` first")
 
     source = html.parent / f"{html.name}_src"   # staging beside the output, so builds to other folders never clash
     count = _stage(root, executed, source)
     if count == 0:
-        raise FileNotFoundError(f"executed_dir {executed} holds no .ipynb; run `python -m tasknb.runner` first")
+        raise FileNotFoundError(f"executed_dir {executed} holds no .ipynb; run `python -m tasknb.book.runner` first")
 
     command = [*_jupyter_book_command(), "build", str(source), "--builder", "html",
                "--all", "-W", "--keep-going"]

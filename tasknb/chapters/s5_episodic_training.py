@@ -32,11 +32,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import DATASETS
-from .device import generator, get_device
-from .trajectories import (Trajectories, check_channels, check_checkpoints, draw_subset, init_cnn, load_task_images,
+from ..data import DATASETS
+from ..device import generator, get_device
+from ..trajectories import (Trajectories, check_channels, check_checkpoints, draw_subset, init_cnn, load_task_images,
                            make_optimizer, prediction_set, record_seeds, trajectories_from_probs)
-from .validation import check_choice, check_int_sequence, check_positive_int, check_seed
+from ..validation import check_choice, check_int_sequence, check_positive_int, check_seed
 
 __all__ = ["Episode", "sample_episode", "episode_stream", "prototypes", "prototypical_logits",
            "prototypical_loss", "record_episodic_trajectories"]

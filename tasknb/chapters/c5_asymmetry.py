@@ -15,8 +15,8 @@ ones (L_t > L_s), eqs. (4)-(5).  Two experiments probe the asymmetry of transfer
 
 The source networks of every (L_s, L_t) pair and every realization are trained in one
 batched call (:func:`train_sources`); realization k of a pair uses the CHMM seeded
-``seed + k``, as :func:`tasknb.transfer.transfer_learning_curves` does, and gets exactly
-the data and initialisation that :func:`tasknb.transfer.train_source` would give it, so a
+``seed + k``, as :func:`tasknb.feature_transfer.transfer_learning_curves` does, and gets exactly
+the data and initialisation that :func:`tasknb.feature_transfer.train_source` would give it, so a
 pair's numbers do not depend on which other pairs are swept with it.
 """
 from __future__ import annotations
@@ -26,14 +26,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .chmm import CHMM
-from .device import get_device
-from .learners import (TwoLayerStack, classification_error, features, fit_logistic_head, init_two_layer,
+from ..chmm import CHMM
+from ..device import get_device
+from ..learners import (TwoLayerStack, classification_error, features, fit_logistic_head, init_two_layer,
                        train_two_layer)
-from .phase_diagrams import theory_over_targets
-from .transfer import (FINETUNE_DEFAULT, LEARNERS, SCRATCH_DEFAULT, SOURCE_DEFAULT, TrainingConfig, TransferCurves,
+from .c4_phase_diagrams import theory_over_targets
+from ..feature_transfer import (FINETUNE_DEFAULT, LEARNERS, SCRATCH_DEFAULT, SOURCE_DEFAULT, TrainingConfig, TransferCurves,
                        check_learners, stack_samples)
-from .validation import check_choice, check_int_sequence, check_positive_int, check_positive_real, check_seed
+from ..validation import check_choice, check_int_sequence, check_positive_int, check_positive_real, check_seed
 
 __all__ = ["DIRECTIONS", "train_sources", "transfer_curves_many", "AsymmetrySweep", "asymmetry_sweep", "HardEasy", "hard_easy_curves"]
 
@@ -63,7 +63,7 @@ def _check_learners(learners) -> list[str]:
 
 def _check_config(name: str, value) -> TrainingConfig:
     if not isinstance(value, TrainingConfig):
-        raise ValueError(f"{name} must be a tasknb.transfer.TrainingConfig, got {type(value).__name__}")
+        raise ValueError(f"{name} must be a tasknb.feature_transfer.TrainingConfig, got {type(value).__name__}")
     return value
 
 
@@ -87,7 +87,7 @@ def train_sources(chmm_sets: list[list[CHMM]], H: int, M_source: int, config: Tr
 
     ``chmm_sets[i]`` is a list of K_i CHMMs (one per realization) sharing D.  Family i gets
     the same training set, validation set and initialisation as
-    ``tasknb.transfer.train_source(chmm_sets[i], H, M_source, config, M_val, lam, patience, seed)``
+    ``tasknb.feature_transfer.train_source(chmm_sets[i], H, M_source, config, M_val, lam, patience, seed)``
     (Adam is element-wise and the minibatch order is shared, so stacking the families
     changes nothing but the speed).  Early stopping is per network (appendix D: patience 0).
 
@@ -129,7 +129,7 @@ def transfer_curves_many(chmm_sets: list[list[CHMM]], sources: list[TwoLayerStac
                          learners=LEARNERS, scratch: TrainingConfig = SCRATCH_DEFAULT,
                          finetune: TrainingConfig = FINETUNE_DEFAULT, M_test: int = 2_000,
                          seed: int = 0) -> list[TransferCurves]:
-    """:func:`tasknb.transfer.transfer_learning_curves` for several CHMM families in one batched run.
+    """:func:`tasknb.feature_transfer.transfer_learning_curves` for several CHMM families in one batched run.
 
     ``chmm_sets[i]`` holds the K_i CHMMs of family i (realization k seeded ``seed + k``, as
     ``transfer_learning_curves`` builds them) and ``sources[i]`` their K_i trained source
@@ -137,7 +137,7 @@ def transfer_curves_many(chmm_sets: list[list[CHMM]], sources: list[TwoLayerStac
     ``transfer_learning_curves(..., source_params=sources[i])`` would give it; the heads of all
     families are fitted together and 2L / ft-TF of all families trained as one stack, which on a
     CPU costs about as much as one family.  Returns one
-    :class:`~tasknb.transfer.TransferCurves` per family (errors (n_M, K_i); ``source_epochs`` -1).
+    :class:`~tasknb.feature_transfer.TransferCurves` per family (errors (n_M, K_i); ``source_epochs`` -1).
     """
     if (not chmm_sets or len(chmm_sets) != len(sources)
             or any(not isinstance(s, (list, tuple)) or not s for s in chmm_sets)):
@@ -227,7 +227,7 @@ class AsymmetrySweep:
     ``converged`` (n, n_alpha + 1) every TF and RF saddle point converged (last column: the cut);
     ``errors[name]`` (n, K) test errors of the trained learners at ``M_cut``;
     ``source_error`` (n, K) the source networks on their own task;
-    ``curves`` one :class:`~tasknb.transfer.TransferCurves` per L_t (the trained learners on
+    ``curves`` one :class:`~tasknb.feature_transfer.TransferCurves` per L_t (the trained learners on
     every target size of the sweep's ``M_grid``, M_cut included), whose ``source_params`` are
     the K source networks of that L_t.
     """
@@ -317,10 +317,10 @@ def asymmetry_sweep(L_total: int, L_target_values, D: int, H: int, alphas, M_cut
     n_samples : Monte-Carlo samples for the feature moments of the theory (eq. 12-13).
     M_test : test examples per realization.   seed : master seed.   device : where to compute.
 
-    For each L_t the replica theory (:func:`tasknb.phase_diagrams.theory_over_targets`) gives
+    For each L_t the replica theory (:func:`tasknb.chapters.c4_phase_diagrams.theory_over_targets`) gives
     TF (trained first layer) and RF (random first layer, the one the numerics use) on ``alphas``
     and on M_cut / H; the numerics come from :func:`transfer_curves_many` (the protocol of
-    :func:`tasknb.transfer.transfer_learning_curves`, every L_t trained in one stack).
+    :func:`tasknb.feature_transfer.transfer_learning_curves`, every L_t trained in one stack).
     """
     L_total = check_positive_int("L_total", L_total, minimum=2)
     L_values = check_int_sequence("L_target_values", L_target_values, minimum=1, maximum=L_total - 1)
@@ -359,7 +359,7 @@ def asymmetry_sweep(L_total: int, L_target_values, D: int, H: int, alphas, M_cut
 class HardEasy:
     """Learning curves of both transfer directions between a hard and an easy task (figure 4b).
 
-    ``curves[d]`` the :class:`~tasknb.transfer.TransferCurves` of direction d in
+    ``curves[d]`` the :class:`~tasknb.feature_transfer.TransferCurves` of direction d in
     :data:`DIRECTIONS` ("hard→easy": L_s = L_hard, L_t = L_easy; "easy→hard" the converse),
     errors (n_M, K) per learner; ``alpha`` (n_alpha,) the theory grid;
     ``theory[d][name]`` (n_alpha,) TF and RF replica errors (mean over realizations);

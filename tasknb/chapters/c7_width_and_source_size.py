@@ -15,7 +15,7 @@ Two knobs of the transfer protocol that the main text keeps fixed:
   2L trained numerically over (M_s, M_t).
 
 Both use the pipeline of section 3 of the paper: (b) train the source nets
-(:func:`tasknb.transfer.train_source`), (c) Monte-Carlo moments Omega, Phi of the frozen
+(:func:`tasknb.feature_transfer.train_source`), (c) Monte-Carlo moments Omega, Phi of the frozen
 features on the target task (:func:`tasknb.gaussian_equivalence.estimate_covariances`),
 (d) the replica saddle point (:func:`tasknb.replica.solve_saddle_point`, eqs. 9-15).
 Everything is batched over K realizations (CHMM k on seed + k) and deterministic for a seed.
@@ -34,14 +34,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .chmm import CHMM
-from .device import get_device
-from .gaussian_equivalence import estimate_covariances
-from .learners import classification_error, init_two_layer
-from .replica import solve_saddle_point
-from .transfer import (SCRATCH_DEFAULT, SOURCE_DEFAULT, TrainingConfig, stack_samples, train_source,
+from ..chmm import CHMM
+from ..device import get_device
+from ..gaussian_equivalence import estimate_covariances
+from ..learners import classification_error, init_two_layer
+from ..replica import solve_saddle_point
+from ..feature_transfer import (SCRATCH_DEFAULT, SOURCE_DEFAULT, TrainingConfig, stack_samples, train_source,
                        transfer_learning_curves)
-from .validation import (check_choice, check_increasing_positive_reals, check_int_sequence, check_positive_int,
+from ..validation import (check_choice, check_increasing_positive_reals, check_int_sequence, check_positive_int,
                          check_positive_real, check_real_in, check_seed)
 
 __all__ = ["TRANSFORMATION", "RF_BASELINES", "WidthDiagram", "SourceSizeDiagram", "frozen_theory", "width_diagram",
@@ -52,7 +52,7 @@ TRANSFORMATION = {"eta": 1.0, "rho": 0.2, "q": 0.8}
 
 #: where the random first layer of RF comes from: the source nets' own initialisation
 #: ("init", a paired comparison) or an independent draw ("independent", seed offset 40,000
-#: as in :mod:`tasknb.transfer`)
+#: as in :mod:`tasknb.feature_transfer`)
 RF_BASELINES = ("init", "independent")
 _RF_SEED = 40_000
 
@@ -98,7 +98,7 @@ def frozen_theory(W1: torch.Tensor, chmms: list[CHMM], alphas, lam: float, n_sam
 
     W1 (K, H, D): one first layer per CHMM of ``chmms`` (K of them); ``alphas`` (n_alpha,) the
     values of M / H.  Steps (c)-(d) of section 3: Monte-Carlo moments (seed ``seed + k`` for
-    realization k, as :func:`tasknb.phase_diagrams.theory_over_targets`) and the saddle point.
+    realization k, as :func:`tasknb.chapters.c4_phase_diagrams.theory_over_targets`) and the saddle point.
     Returns a dict of arrays of shape (K, n_alpha): ``eps`` (test error, eq. 15),
     ``train_error`` and ``converged``.
     """
@@ -120,7 +120,7 @@ def frozen_theory(W1: torch.Tensor, chmms: list[CHMM], alphas, lam: float, n_sam
 
 
 def _source_error(params, chmms, M_test: int, seed: int) -> np.ndarray:
-    """(K,) test error of the source nets on their own task (the test set of :mod:`tasknb.transfer`)."""
+    """(K,) test error of the source nets on their own task (the test set of :mod:`tasknb.feature_transfer`)."""
     X, y = stack_samples(chmms, M_test, "source", seed + 30_000)
     return classification_error(params, X, y).cpu().numpy()
 

@@ -44,13 +44,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import DATASETS
-from .device import get_device
-from .geometry import bhattacharyya, bhattacharyya_matrix, imprint, progress, riemann_length
-from .trajectories import (batch_stream, check_channels, check_checkpoints, default_checkpoints, draw_subset,
+from ..data import DATASETS
+from ..device import get_device
+from ..geometry import bhattacharyya, bhattacharyya_matrix, imprint, progress, riemann_length
+from ..trajectories import (batch_stream, check_channels, check_checkpoints, default_checkpoints, draw_subset,
                            init_cnn, load_task_images, make_optimizer, prediction_set, progress_bar, record_run,
                            supervised_step)
-from .validation import (check_choice, check_int_sequence, check_positive_int,
+from ..validation import (check_choice, check_int_sequence, check_positive_int,
                          check_seed)
 
 __all__ = ["Pretraining", "FineTuning", "check_subtasks", "pretrain_with_checkpoints", "finetune_from_checkpoints",

@@ -63,7 +63,7 @@ class NetworkFamily:
     ``attach(W1, w)`` a network from a first layer and a read-out; ``error(net, X, y)`` the (K,)
     test errors; ``train(net, X, y, config, lam, seed)`` an Adam run (a :class:`TrainingConfig`)
     returning an object with ``.params``.  :func:`binary_family` gives the binary networks of
-    eq. (6); :mod:`tasknb.multiclass` gives the softmax ones.
+    eq. (6); :mod:`tasknb.chapters.c9_multiclass` gives the softmax ones.
     """
 
     init: Callable

@@ -35,7 +35,7 @@ def new_figure(width: float = 5.0, height: float = 3.5, ncols: int = 1):
 
 
 def plot_learning_curves(ax, curves, learners=None, logx: bool = True, title: str | None = None):
-    """Test error vs M/H for each learner of a :class:`tasknb.transfer.TransferCurves`,
+    """Test error vs M/H for each learner of a :class:`tasknb.feature_transfer.TransferCurves`,
     mean over realizations with standard-error bars."""
     learners = learners or list(curves.errors)
     for name in learners:
@@ -113,7 +113,7 @@ def row_cosine_histogram_figure(D: int, eta: float, L: int = 200, seed: int = 0,
     """
     import torch
 
-    from .chmm import CHMM
+    from ..chmm import CHMM
 
     c = CHMM(D=D, L_source=L, L_target=L, eta=eta, rho=0.0, q=1.0, seed=seed, device="cpu")
     cos = torch.nn.functional.cosine_similarity(c.F_source.double(), c.F_target.double(), dim=1).numpy()

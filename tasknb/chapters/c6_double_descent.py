@@ -49,8 +49,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .replica import solve_saddle_point
-from .validation import check_positive_int, check_positive_real, check_real_in, check_seed
+from ..replica import solve_saddle_point
+from ..validation import check_positive_int, check_positive_real, check_real_in, check_seed
 
 __all__ = ["SOLVER_DEFAULTS", "DoubleDescent", "teacher_feature_correlation", "candes_sur_threshold",
            "separability_threshold", "threshold_from_training_loss", "interior_maxima", "excess_error",
@@ -318,10 +318,10 @@ def simulate_heads(W1: torch.Tensor, chmm, means: torch.Tensor, M_grid, lam: flo
     :func:`tasknb.learners.fit_logistic_head`).  Returns a dict of (len(M_grid), repeats)
     arrays: ``train_error``, ``test_error`` and ``converged`` (booleans).
     """
-    from .gaussian_equivalence import centred_features
-    from .learners import fit_logistic_head
-    from .transfer import stack_samples
-    from .validation import check_int_sequence
+    from ..gaussian_equivalence import centred_features
+    from ..learners import fit_logistic_head
+    from ..feature_transfer import stack_samples
+    from ..validation import check_int_sequence
 
     if not isinstance(W1, torch.Tensor) or W1.dim() != 2:
         raise ValueError(f"W1 must be a (H, D) tensor, got {getattr(W1, 'shape', type(W1).__name__)}")

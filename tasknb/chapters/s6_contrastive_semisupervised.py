@@ -33,12 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import DATASETS
-from .device import generator, get_device
-from .trajectories import (SmallCNN, Trajectories, batch_stream, check_checkpoints, draw_subset, init_cnn,
+from ..data import DATASETS
+from ..device import generator, get_device
+from ..trajectories import (SmallCNN, Trajectories, batch_stream, check_checkpoints, draw_subset, init_cnn,
                            load_task_images, make_optimizer, prediction_set, record_seeds,
                            trajectories_from_probs)
-from .validation import (check_choice, check_positive_int, check_positive_real, check_real_in, check_seed)
+from ..validation import (check_choice, check_positive_int, check_positive_real, check_real_in, check_seed)
 
 __all__ = ["STRENGTHS", "augment", "ContrastiveNet", "init_contrastive", "nt_xent", "pseudo_labels",
            "fixmatch_loss", "record_contrastive_trajectories", "record_fixmatch_trajectories"]

@@ -28,12 +28,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import DATASETS
-from .device import get_device
-from .geometry import imprint, imprinted_probabilities
-from .trajectories import (PredictionSet, SmallCNN, Trajectories, check_channels, check_checkpoints, draw_subset,
+from ..data import DATASETS
+from ..device import get_device
+from ..geometry import imprint, imprinted_probabilities
+from ..trajectories import (PredictionSet, SmallCNN, Trajectories, check_channels, check_checkpoints, draw_subset,
                            load_task_images, make_optimizer, train_supervised_seeds, trajectories_from_probs)
-from .validation import check_choice, check_int_sequence, check_positive_int, check_positive_real, check_seed
+from ..validation import check_choice, check_int_sequence, check_positive_int, check_positive_real, check_seed
 
 __all__ = ["record_task", "model_from_state", "backbone_features", "imprint_accuracy", "LinearProbe",
            "linear_probe", "log_likelihood", "random_orthogonal"]

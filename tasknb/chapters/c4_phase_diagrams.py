@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .chmm import CHMM
-from .gaussian_equivalence import estimate_covariances
-from .learners import TwoLayerStack
-from .replica import solve_saddle_point
-from .transfer import FINETUNE_DEFAULT, SCRATCH_DEFAULT, TrainingConfig, transfer_learning_curves
-from .validation import check_choice, check_int_sequence, check_positive_int, check_positive_real, check_seed
+from ..chmm import CHMM
+from ..gaussian_equivalence import estimate_covariances
+from ..learners import TwoLayerStack
+from ..replica import solve_saddle_point
+from ..feature_transfer import FINETUNE_DEFAULT, SCRATCH_DEFAULT, TrainingConfig, transfer_learning_curves
+from ..validation import check_choice, check_int_sequence, check_positive_int, check_positive_real, check_seed
 
 __all__ = ["KNOBS", "PhaseDiagram", "theory_over_targets", "phase_diagram"]
 
