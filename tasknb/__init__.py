@@ -1,18 +1,38 @@
 """tasknb: the library behind the executable book on the geometry of learning tasks.
 
-Modules, one concept each:
+Three layers, visible in the folders (``tests/test_layers.py`` checks the import rules):
 
-``device``      device choice (CUDA if present, else CPU) and seeding
-``validation``  the input checks every public function uses
-``data``        Fashion-MNIST and digits loaders (offline), image transforms
-``tasks``       task constructors: class subsets, super-classes, relabelings, random labels
-``chmm``        the correlated hidden manifold model (Gerace et al. 2022, sec. 2.1)
-``learners``    two-layer nets trained many-at-once, logistic heads, TF / RF / 2L / ft-TF
-``replica``     the replica saddle-point solver (Gaussian covariate model, logistic / ridge)
-``plotting``    the figure theme
-``widgets``     sliders over precomputed frames that work with or without a kernel
-``runner``      papermill execution of the notebooks under a profile
-``book``        rendering the executed notebooks into the HTML book
+**Kernels** (``tasknb/*.py``, ``tasknb/networks/``): paper-agnostic, one concept each; they never
+import a chapter or the book tooling, and never plot.
+
+==========================  ==============================================================================
+``device``                  device choice (CUDA if present, else CPU), seeded generators
+``validation``              the input checks every public function uses
+``data``                    Fashion-MNIST and digits loaders (offline), image transforms, block shuffling,
+                            class-subset image pools
+``tasks``                   task constructors: class subsets, super-classes, relabelings, random labels
+``chmm``                    the correlated hidden manifold model, binary and multi-class, and stacked samples
+``networks.stacks``         K two-layer networks as stacked tensors (binary and soft-max heads)
+``networks.cnn``            the small CNN of the prediction-space chapters
+``training``                one training loop for K stacks at once (vmap, Adam, early stopping); L2 heads
+``feature_transfer``        reusing a first layer: the TF / RF / 2L / ft-TF learners and their learning curves
+``gaussian_equivalence``    Monte-Carlo feature covariances Ω, Φ and the theory of frozen-feature heads
+``replica``                 the replica saddle-point solver of the Gaussian covariate model
+``separability``            the closed-form separability (interpolation) threshold
+``readout``                 reading features as class probabilities: imprinting, prototypes, probes
+``geometry``                prediction space: Bhattacharyya distance, geodesics, progress, trajectories, InPCA
+``trajectories``            training runs recorded as prediction-space trajectories (one run configuration)
+``batched_trajectories``    the same, with all seeds trained in one vmap
+==========================  ==============================================================================
+
+**Chapters** (``tasknb/chapters/``): the protocol of one notebook each, named after it
+(``notebooks/part_c/c4_phase_diagrams.md`` runs ``tasknb.chapters.c4_phase_diagrams``). A chapter
+imports kernels and ``tasknb.book.plotting``, never another chapter.
+
+**Book tooling** (``tasknb/book/``): ``plotting`` (theme and shared figures), ``widgets`` (sliders that
+work without a kernel), ``runner`` (papermill under a profile; ``python -m tasknb.runner`` is its alias),
+``html`` (the Jupyter Book build, ``python -m tasknb.book``), ``output_diff`` (compare the printed
+outputs of two runs of the book).
 """
 from .device import get_device, seed_everything
 from .geometry import bhattacharyya_matrix, geodesic, progress, riemann_length, inpca

@@ -48,6 +48,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .device import get_device
+from .validation import check_choice, check_positive_int, check_positive_real, check_real_in
+
 __all__ = ["SaddlePoint", "solve_saddle_point", "LOSSES"]
 
 LOSSES = ("logistic", "square")
@@ -216,9 +219,6 @@ def solve_saddle_point(Omega, Phi, theta, alpha, lam, loss: str = "logistic", *,
     -------
     SaddlePoint, arrays of shape ``teachers + alpha.shape + lam.shape``.
     """
-    from .device import get_device
-    from .validation import check_choice, check_positive_int, check_real_in, check_positive_real
-
     check_choice("loss", loss, LOSSES)
     tol = check_positive_real("tol", tol)
     max_iter = check_positive_int("max_iter", max_iter)
