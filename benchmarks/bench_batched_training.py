@@ -15,10 +15,10 @@ import time
 
 import torch
 
-from tasknb.chmm import CHMM
+from tasknb.chmm import CHMM, stack_samples
 from tasknb.device import get_device
-from tasknb.learners import init_two_layer, train_two_layer
-from tasknb.feature_transfer import stack_samples
+from tasknb.networks.stacks import init_two_layer
+from tasknb.training import train_stack
 
 
 class TwoLayerNet(torch.nn.Module):
@@ -84,7 +84,7 @@ def main(argv=None):
             sync(dev); times.append(time.perf_counter() - t0)
         return out, min(times)
 
-    batched, t_batched = best_of(lambda: train_two_layer(init, X, y, **kw), args.repeats)
+    batched, t_batched = best_of(lambda: train_stack(init, X, y, **kw), args.repeats)
     W1_seq, t_seq = best_of(lambda: sequential(init, X, y, **kw), args.repeats)
 
     err = float((batched.params.W1 - W1_seq).abs().max())

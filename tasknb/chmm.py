@@ -23,18 +23,33 @@ eqs. (2)-(3); the transformations compose, the shared rows being perturbed and
 the added rows being fresh.  Only the rows and components that are shared can be
 perturbed, so rho = 1 (or eta = 0) gives target features independent of the
 source ones.
+
+**C classes** (appendix B).  The generative part is unchanged; the teacher grows a class axis,
+
+    y = argmax_k (c Theta / sqrt(L))_k,        Theta (L, C) with i.i.d. N(0, 1) entries,
+
+and the target teacher is built column by column with the binary rules (eq. 3 on the shared
+rows, eq. 5 for added or deleted rows).  :class:`MulticlassCHMM` composes a binary
+:class:`CHMM` with the same seed: its features and teachers theta_s, theta_t are the first
+columns of Theta_s, Theta_t, the other C - 1 columns come from a second random stream, and the
+inputs are those of the binary model.
+
+**K realizations.**  :func:`stack_samples` draws the same number of examples from K models
+(realization k with seed ``seed + k``) and stacks them as X (K, M, D), y (K, M), the layout of
+the network stacks of :mod:`tasknb.networks.stacks`.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .device import generator, get_device
-from .validation import check_positive_int, check_real_in, check_seed
+from .validation import check_choice, check_positive_int, check_real_in, check_seed
 
-__all__ = ["CHMM", "hmm_inputs", "hmm_labels"]
+__all__ = ["CHMM", "CHMMSample", "hmm_inputs", "hmm_labels", "MulticlassCHMM", "multiclass_labels", "stack_samples"]
 
 
 def hmm_inputs(c: torch.Tensor, F: torch.Tensor) -> torch.Tensor:
@@ -214,35 +229,131 @@ class CHMM:
         }
 
 
-#: the parameters of a CHMM that a sweep may vary
-SWEEPABLE = ("eta", "rho", "q", "L_target", "D")
+# ============================================================================ C classes
+def multiclass_labels(c: torch.Tensor, Theta: torch.Tensor) -> torch.Tensor:
+    """Labels of the multi-class eq. (1): ``argmax_k (c Theta / sqrt(L))_k``.
 
-
-def expected_label_agreement(overlap):
-    """P(sign(c.a) = sign(c.b)) for Gaussian c and directions of cosine ``overlap``: 1 - arccos(overlap)/pi."""
-    import numpy as np
-
-    return 1.0 - np.arccos(np.clip(overlap, -1.0, 1.0)) / np.pi
-
-
-def relatedness_sweep(param: str, values, base: dict, M: int = 20_000, seed: int = 0) -> dict[str, list[float]]:
-    """:meth:`CHMM.relatedness` for each value of one parameter, the others fixed by ``base``.
-
-    ``param`` is one of :data:`SWEEPABLE`; ``base`` holds the other CHMM keyword
-    arguments (``D``, ``L_source``, ``L_target``, ``eta``, ``rho``, ``q``, ``seed``).
-    Returns ``{"value": [...], "label_agreement": [...], "input_correlation": [...],
-    "feature_cosine": [...], "teacher_overlap": [...]}``.
+    c is (M, L), Theta is (L, C) -> (M,) int64 in 0..C-1.  The 1/sqrt(L) does not
+    change the argmax and is omitted.
     """
-    from .validation import check_choice
+    return torch.argmax(c @ Theta, dim=-1)
 
-    check_choice("param", param, SWEEPABLE)
-    values = list(values)
-    if not values:
-        raise ValueError("values must be a non-empty sequence")
-    out: dict[str, list[float]] = {"value": []}
-    for v in values:
-        r = CHMM(**{**base, param: v}).relatedness(M=M, seed=seed)
-        out["value"].append(v)
-        for k, x in r.items():
-            out.setdefault(k, []).append(x)
-    return out
+
+class MulticlassCHMM:
+    """A source/target pair of C-class hidden manifold models (appendix B of Gerace et al.).
+
+    Parameters
+    ----------
+    D : int >= 1, input dimension.
+    L_source, L_target : int >= 1, latent dimensions of the two HMMs.
+    n_classes : int >= 2, the number of classes C.
+    eta : float in [0, 1], default 1, feature perturbation (eq. 2).
+    rho : float in [0, 1], default 0, fraction of substituted features (eq. 2).
+    q : float in [-1, 1], default 1, teacher perturbation applied to every column (eq. 3).
+    seed : int >= 0, default 0.  The binary CHMM inside uses the same seed, so
+        ``MulticlassCHMM(..., seed=s).base`` equals ``CHMM(..., seed=s)``.
+    device, dtype : as for :class:`CHMM`.
+
+    Attributes
+    ----------
+    base : the binary :class:`CHMM` providing F_s, F_t, the latents and the inputs.
+    F_source (L_source, D), F_target (L_target, D) : the generative features (from ``base``).
+    Theta_source (L_source, C), Theta_target (L_target, C) : the teachers; column 0 is
+        ``base.theta_source`` / ``base.theta_target``.
+
+    Examples
+    --------
+    >>> m = MulticlassCHMM(D=100, L_source=20, L_target=20, n_classes=3, eta=0.9, q=0.8, seed=0)
+    >>> X, y = m.sample_target(50)
+    >>> X.shape, y.shape, y.dtype
+    (torch.Size([50, 100]), torch.Size([50]), torch.int64)
+    """
+
+    def __init__(self, D: int, L_source: int, L_target: int, n_classes: int = 3, eta: float = 1.0,
+                 rho: float = 0.0, q: float = 1.0, seed: int = 0, device="auto",
+                 dtype: torch.dtype = torch.float32):
+        self.n_classes = check_positive_int("n_classes", n_classes, minimum=2)
+        # the binary model validates D, L_source, L_target, eta, rho, q, seed, device and dtype
+        self.base = CHMM(D, L_source, L_target, eta=eta, rho=rho, q=q, seed=seed, device=device, dtype=dtype)
+        b = self.base
+        self.D, self.L_source, self.L_target = b.D, b.L_source, b.L_target
+        self.eta, self.rho, self.q, self.seed = b.eta, b.rho, b.q, b.seed
+        self.device, self.dtype = b.device, b.dtype
+
+        C, Ls, Lt = self.n_classes, self.L_source, self.L_target
+        L_min = min(Ls, Lt)
+        g = generator(self.seed + 2_000_003)          # a stream independent of the binary model's draws
+        extra_s = torch.randn(Ls, C - 1, generator=g, dtype=torch.float64)
+        extra_tilde = torch.randn(max(Ls, Lt), C - 1, generator=g, dtype=torch.float64)
+        shared = self.q * extra_s[:L_min] + math.sqrt(max(0.0, 1.0 - self.q ** 2)) * extra_tilde[:L_min]  # eq. (3)
+        extra_t = torch.cat([shared, extra_tilde[L_min:Lt]], dim=0)                                      # eq. (5)
+        to = dict(device=self.device, dtype=dtype)
+        self.Theta_source = torch.cat([b.theta_source[:, None], extra_s.to(**to)], dim=1)
+        self.Theta_target = torch.cat([b.theta_target[:, None], extra_t.to(**to)], dim=1)
+
+    @property
+    def F_source(self) -> torch.Tensor:
+        return self.base.F_source
+
+    @property
+    def F_target(self) -> torch.Tensor:
+        return self.base.F_target
+
+    def __repr__(self) -> str:
+        return (f"MulticlassCHMM(D={self.D}, L_source={self.L_source}, L_target={self.L_target}, "
+                f"n_classes={self.n_classes}, eta={self.eta:g}, rho={self.rho:g}, q={self.q:g}, seed={self.seed})")
+
+    def _relabel(self, s: CHMMSample, Theta: torch.Tensor) -> CHMMSample:
+        return CHMMSample(s.X, multiclass_labels(s.c, Theta), s.c)
+
+    def sample_source(self, M: int, seed: int | None = None) -> CHMMSample:
+        """M source examples: ``X`` (M, D) by eq. (1), ``y`` (M,) int64 in 0..C-1 by the argmax rule.
+
+        Unpacks as ``X, y = m.sample_source(M)``; ``.c`` holds the latents (M, L_source).
+        ``seed=None`` continues the model's own stream; an integer gives a reproducible sample
+        whose inputs are exactly those of ``m.base.sample_source(M, seed)``.
+        """
+        return self._relabel(self.base.sample_source(M, seed), self.Theta_source)
+
+    def sample_target(self, M: int, seed: int | None = None) -> CHMMSample:
+        """M target examples with (F_target, Theta_target); as :meth:`sample_source`."""
+        return self._relabel(self.base.sample_target(M, seed), self.Theta_target)
+
+    def sample_paired(self, M: int, seed: int | None = None) -> tuple[CHMMSample, CHMMSample]:
+        """Source and target examples from the same latents (see :meth:`CHMM.sample_paired`)."""
+        s, t = self.base.sample_paired(M, seed)
+        return self._relabel(s, self.Theta_source), self._relabel(t, self.Theta_target)
+
+    def teacher_overlaps(self) -> np.ndarray:
+        """Per-class cosine between the columns of Theta_s and Theta_t (missing rows count as 0): (C,).
+
+        ≈ q for L_s = L_t, the multi-class analogue of :meth:`CHMM.teacher_overlap`.
+        """
+        L_min = min(self.L_source, self.L_target)
+        a, b = self.Theta_source.double(), self.Theta_target.double()
+        return ((a[:L_min] * b[:L_min]).sum(0) / (a.norm(dim=0) * b.norm(dim=0))).cpu().numpy()
+
+    def label_agreement(self, M: int = 20_000, seed: int = 0) -> float:
+        """P(y_s = y_t) on shared latents: 1 for the same rule, 1/C for unrelated rules."""
+        s, t = self.sample_paired(M, seed)
+        return float((s.y == t.y).double().mean())
+
+    def class_frequencies(self, which: str = "target", M: int = 20_000, seed: int = 0) -> np.ndarray:
+        """Fraction of each class in M fresh examples of the source or target task: (C,)."""
+        check_choice("which", which, ("source", "target"))
+        y = getattr(self, f"sample_{which}")(M, seed=seed).y
+        return torch.bincount(y, minlength=self.n_classes).double().cpu().numpy() / M
+
+
+# ============================================================================ K realizations
+def stack_samples(models: list[CHMM] | list[MulticlassCHMM], M: int, which: str,
+                  seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw M examples from each of K models and stack them: X (K, M, D), y (K, M).
+
+    ``which`` is "source" or "target"; realization k uses the seed ``seed + k``.  The labels are
+    those of the models: {-1, +1} for a :class:`CHMM`, int64 classes for a :class:`MulticlassCHMM`.
+    """
+    check_choice("which", which, ("source", "target"))
+    seed = check_seed("seed", seed)
+    draw = [getattr(c, f"sample_{which}")(M, seed=seed + k) for k, c in enumerate(models)]
+    return torch.stack([d.X for d in draw]), torch.stack([d.y for d in draw])

@@ -1,13 +1,24 @@
-"""The transfer protocol of Gerace et al. (2022) on the CHMM, averaged over realizations.
+"""Feature transfer between two tasks, measured against its baselines: the TF / RF / 2L / ft-TF
+protocol (section 2.2 and appendix D of Gerace et al. 2022), for K realizations at once.
 
-``transfer_learning_curves`` runs, for K independent CHMM realizations at once:
+The protocol has two steps:
 
-1. train a two-layer network on M_s source examples with early stopping (app. D);
-2. for each target size M in a grid, fit on the same M target examples
-   TF (transferred W1, frozen), RF (random W1, frozen), 2L (from scratch) and
-   ft-TF (fine-tuning both layers from TF), and measure their test errors.
+1. train a two-layer network on M_s source examples, Adam with early stopping
+   (:func:`train_source` does it on CHMMs; :func:`resolve_source_networks` accepts networks
+   trained elsewhere);
+2. for each target size M in a grid, fit on the same M target examples four learners and
+   measure their test errors:
 
-Everything is batched over the K realizations (see :mod:`tasknb.learners`).
+   ``TF``     transferred features: the source first layer W1, frozen; only the read-out is fitted;
+   ``RF``     random features: a Gaussian W1, frozen; only the read-out is fitted;
+   ``2L``     the whole network trained from scratch;
+   ``ft-TF``  TF followed by fine-tuning of both layers.
+
+Step 2 (:func:`fit_target_learners`, :func:`target_learning_curves`) works on any kind of
+two-layer stack through a :class:`NetworkFamily`: :func:`binary_family` (one output, labels in
+{-1, +1}) or :func:`softmax_family` (C outputs).  :func:`transfer_learning_curves` runs both
+steps on the binary CHMM and returns :class:`TransferCurves`.  The networks are those of
+:mod:`tasknb.networks.stacks`, fitted by :mod:`tasknb.training`.
 """
 from __future__ import annotations
 
@@ -18,40 +29,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .chmm import CHMM
+from .chmm import CHMM, stack_samples
 from .device import get_device
-from .learners import (TwoLayerStack, features, fit_logistic_head, init_two_layer, classification_error,
-                       train_two_layer)
+from .networks.stacks import (SoftmaxStack, TwoLayerStack, classification_error, features, init_softmax_net,
+                              init_two_layer, softmax_error)
+from .training import (FINETUNE_DEFAULT, SCRATCH_DEFAULT, SOURCE_DEFAULT, TrainingConfig, fit_logistic_head,
+                       fit_softmax_head, train_stack)
 from .validation import check_choice, check_int_sequence, check_positive_int, check_positive_real, check_seed
 
-__all__ = ["LEARNERS", "TrainingConfig", "TransferCurves", "NetworkFamily", "binary_family", "check_learners",
-           "resolve_source_networks", "fit_target_learners", "target_learning_curves", "stack_samples",
-           "train_source", "transfer_learning_curves"]
+__all__ = ["LEARNERS", "TransferCurves", "NetworkFamily", "binary_family", "softmax_family", "check_learners",
+           "resolve_source_networks", "fit_target_learners", "target_learning_curves", "train_source",
+           "transfer_learning_curves"]
 
 #: the four learners, in the order the book plots them
 LEARNERS = ("TF", "RF", "2L", "ft-TF")
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """Hyper-parameters of one Adam training run (appendix D of the paper gives the defaults)."""
-
-    epochs: int = 200
-    lr: float = 1e-3
-    batch_size: int = 50
-
-    def __post_init__(self):
-        check_positive_int("epochs", self.epochs)
-        check_positive_real("lr", self.lr)
-        check_positive_int("batch_size", self.batch_size)
-
-
-#: appendix D: source net (lr 1e-3, batch 50, <= 200 epochs, early stopping)
-SOURCE_DEFAULT = TrainingConfig(200, 1e-3, 50)
-#: appendix D: 2L from scratch (lr 0.1, batch 1000, 200 epochs)
-SCRATCH_DEFAULT = TrainingConfig(200, 0.1, 1000)
-#: appendix D: ft-TF (lr 0.01, batch 1000, 200 epochs)
-FINETUNE_DEFAULT = TrainingConfig(200, 0.01, 1000)
 
 
 @dataclass(frozen=True)
@@ -63,7 +54,7 @@ class NetworkFamily:
     ``attach(W1, w)`` a network from a first layer and a read-out; ``error(net, X, y)`` the (K,)
     test errors; ``train(net, X, y, config, lam, seed)`` an Adam run (a :class:`TrainingConfig`)
     returning an object with ``.params``.  :func:`binary_family` gives the binary networks of
-    eq. (6); :mod:`tasknb.chapters.c9_multiclass` gives the softmax ones.
+    eq. (6); :func:`softmax_family` the soft-max ones.
     """
 
     init: Callable
@@ -76,12 +67,24 @@ class NetworkFamily:
 def binary_family(K: int, H: int, D: int, device, dtype: torch.dtype = torch.float32) -> NetworkFamily:
     """K binary two-layer networks of width H on D inputs: logistic heads, Adam on eq. (6)."""
     def train(net, X, y, config, lam, seed):
-        return train_two_layer(net, X, y, epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
-                               lam=lam, seed=seed)
+        return train_stack(net, X, y, epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
+                           lam=lam, seed=seed)
 
     return NetworkFamily(init=lambda seed: init_two_layer(K, H, D, seed=seed, device=device, dtype=dtype),
                          fit_head=fit_logistic_head, attach=TwoLayerStack, error=classification_error,
                          train=train)
+
+
+def softmax_family(K: int, H: int, D: int, n_classes: int, device, max_iter: int = 200) -> NetworkFamily:
+    """K soft-max networks with C = ``n_classes`` outputs: multinomial logistic heads (``max_iter``
+    Newton steps), Adam on the multi-class eq. (6)."""
+    def train(net, X, y, config, lam, seed):
+        return train_stack(net, X, y, epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
+                           lam=lam, seed=seed)
+
+    return NetworkFamily(init=lambda seed: init_softmax_net(K, H, D, n_classes, seed=seed, device=device),
+                         fit_head=lambda V, y, lam: fit_softmax_head(V, y, n_classes, lam, max_iter=max_iter),
+                         attach=SoftmaxStack, error=softmax_error, train=train)
 
 
 def fit_target_learners(family: NetworkFamily, W1_tf: torch.Tensor, W1_rf: torch.Tensor, X: torch.Tensor,
@@ -148,17 +151,6 @@ def check_learners(learners) -> list[str]:
     return learners
 
 
-def stack_samples(chmms: list[CHMM], M: int, which: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Draw M examples from each CHMM and stack them: X (K, M, D), y (K, M).
-
-    ``which`` is "source" or "target"; realization k uses the seed ``seed + k``.
-    """
-    check_choice("which", which, ("source", "target"))
-    seed = check_seed("seed", seed)
-    draw = [getattr(c, f"sample_{which}")(M, seed=seed + k) for k, c in enumerate(chmms)]
-    return torch.stack([d.X for d in draw]), torch.stack([d.y for d in draw])
-
-
 def train_source(chmms: list[CHMM], H: int, M_source: int, config: TrainingConfig = SOURCE_DEFAULT,
                  M_val: int = 2000, lam: float = 0.0, patience: int = 0, seed: int = 0,
                  progress: bool = True):
@@ -173,9 +165,9 @@ def train_source(chmms: list[CHMM], H: int, M_source: int, config: TrainingConfi
     Xs, ys = stack_samples(chmms, M_source, "source", seed)
     Xv, yv = stack_samples(chmms, M_val, "source", seed + 10_000)
     init = init_two_layer(len(chmms), H, chmms[0].D, seed=seed + 20_000, device=Xs.device, dtype=Xs.dtype)
-    res = train_two_layer(init, Xs, ys, epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
-                          lam=lam, X_val=Xv, y_val=yv, patience=patience, seed=seed, progress=progress,
-                          desc="source nets")
+    res = train_stack(init, Xs, ys, epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
+                      lam=lam, X_val=Xv, y_val=yv, patience=patience, seed=seed, progress=progress,
+                      desc="source nets")
     return res, init
 
 
@@ -216,7 +208,7 @@ class TransferCurves:
     source_epochs: np.ndarray
     head_converged: dict[str, np.ndarray] = field(default_factory=dict)
     config: dict = field(default_factory=dict)
-    source_params: TwoLayerStack | None = None
+    source_params: TwoLayerStack | SoftmaxStack | None = None
 
     @property
     def alpha(self) -> np.ndarray:

@@ -13,6 +13,10 @@ Gaussian covariate model does not have.  We *centre the features*: the learner r
 v - mu (a fixed affine map of the same features, with mu estimated once by the same
 Monte Carlo), so that theory and simulation describe exactly the same estimator.  The
 notebook C3 measures how well this works.
+
+Replica predictions for frozen first layers: :func:`predict_frozen_heads` (one target task per
+first layer, with the moments and saddle points) and :func:`theory_over_targets` (many target
+tasks per first layer, sharing one Monte-Carlo estimate between targets with the same features).
 """
 from __future__ import annotations
 
@@ -22,14 +26,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .chmm import CHMM
+from .chmm import CHMM, stack_samples
 from .device import generator
-from .learners import fit_logistic_head
 from .replica import SaddlePoint, solve_saddle_point
+from .training import fit_logistic_head
 from .validation import check_choice, check_int_sequence, check_positive_int, check_positive_real, check_seed
 
 __all__ = ["FeatureMoments", "estimate_covariances", "centred_features", "simulate_frozen_heads",
-           "predict_frozen_heads"]
+           "predict_frozen_heads", "theory_over_targets"]
 
 
 @dataclass
@@ -134,8 +138,6 @@ def simulate_frozen_heads(W1: torch.Tensor, chmms: list[CHMM], M_grid, lam: floa
     lam = check_positive_real("lam", lam)
     M_test = check_positive_int("M_test", M_test)
     seed = check_seed("seed", seed)
-    from .feature_transfer import stack_samples
-
     Xt, yt = stack_samples(chmms, M_test, "target", seed + 50_000)
     Vt = centred_features(W1, Xt, means)
     out = np.zeros((len(chmms), len(M_grid)))
@@ -146,3 +148,38 @@ def simulate_frozen_heads(W1: torch.Tensor, chmms: list[CHMM], M_grid, lam: floa
         pred = torch.einsum("kmh,kh->km", Vt, fit.w) / math.sqrt(H)
         out[:, i] = (torch.sign(pred) != yt).double().mean(1).cpu().numpy()
     return out
+
+
+def theory_over_targets(W1: torch.Tensor, targets: list[list[CHMM]], alphas, lam: float,
+                        n_samples: int = 20_000, seed: int = 0, **solver_kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """Replica test error of frozen first layers on many target tasks.
+
+    W1 (K, H, D) holds one first layer per realization; ``targets[i][k]`` is the CHMM of
+    target value i and realization k.  Realizations whose target features are equal across
+    values share one Monte-Carlo estimate and one solver call (teachers stacked).
+    Returns ``(eps, converged)``, both of shape (n_values, K, len(alphas)).
+    """
+    if W1.dim() != 3 or any(len(row) != W1.shape[0] for row in targets):
+        raise ValueError(f"targets must be a list (values) of lists of K = {W1.shape[0]} CHMMs")
+    lam = check_positive_real("lam", lam)
+    n_v, K = len(targets), W1.shape[0]
+    alphas = np.atleast_1d(np.asarray(alphas, dtype=float))
+    eps = np.zeros((n_v, K, alphas.size))
+    conv = np.zeros((n_v, K, alphas.size), dtype=bool)
+    for k in range(K):
+        groups: list[tuple[torch.Tensor, list[int]]] = []
+        for i in range(n_v):
+            F = targets[i][k].F_target
+            for F_g, members in groups:
+                if F_g.shape == F.shape and torch.equal(F_g, F):
+                    members.append(i)
+                    break
+            else:
+                groups.append((F, [i]))
+        for _, members in groups:
+            mom = estimate_covariances(W1[k], targets[members[0]][k], n_samples=n_samples, seed=seed + k)
+            thetas = torch.stack([targets[i][k].theta_target for i in members]).to(torch.float64)
+            sp = solve_saddle_point(mom.Omega, mom.Phi, thetas, alphas, lam, device=W1.device, **solver_kwargs)
+            eps[members, k] = sp.eps_g
+            conv[members, k] = sp.converged
+    return eps, conv

@@ -5,8 +5,11 @@ import torch
 
 from tasknb.chapters.c5_asymmetry import (DIRECTIONS, asymmetry_sweep, hard_easy_curves, train_sources,
                               transfer_curves_many)
+from tasknb.chapters.c5_asymmetry import AsymmetrySweep, HardEasy
+from tasknb.feature_transfer import TransferCurves
 from tasknb.chmm import CHMM
-from tasknb.feature_transfer import TrainingConfig, train_source, transfer_learning_curves
+from tasknb.feature_transfer import train_source, transfer_learning_curves
+from tasknb.training import TrainingConfig
 
 D, H = 40, 20
 FAST = dict(source=TrainingConfig(3, 1e-2, 100), scratch=TrainingConfig(5, 0.1, 1000),
@@ -121,3 +124,25 @@ def test_other_bad_inputs(sweep):
         sweep.hard_easy(5).gain("hard→easy", "TF")
     with pytest.raises(ValueError, match="chmm_sets must be a non-empty list"):
         train_sources([], H, 100)
+
+
+def test_gains_are_positive_when_tf_is_better():
+    # toy sweep and hard/easy pair, 3 realizations: TF's error is below every baseline's
+    rng = np.random.default_rng(2)
+    per_rf = 0.4 + 0.05 * rng.random((3, 3, 2))
+    per_tf = per_rf - 0.1 - 0.02 * rng.random((3, 3, 2))
+    sweep = AsymmetrySweep(20, np.array([5, 10, 15]), np.array([0.5, 2.0]), H, 8,
+                           {"TF": per_tf.mean(1), "RF": per_rf.mean(1)}, {}, np.ones((3, 3), dtype=bool), {},
+                           np.zeros((3, 3)), theory_realizations={"TF": per_tf, "RF": per_rf})
+    g = sweep.gain()
+    assert np.all(g > 0)
+    np.testing.assert_array_equal(g, sweep.theory["RF"] - sweep.theory["TF"])   # err(baseline) - err(transfer)
+    np.testing.assert_array_equal(sweep.gain("RF", "TF"), -g)
+    np.testing.assert_allclose(sweep.gain_sem(), (per_rf - per_tf).std(1, ddof=1) / np.sqrt(3))
+    errors = {"TF": np.array([[0.1, 0.2, 0.15]]), "RF": np.array([[0.3, 0.35, 0.4]]), "2L": np.array([[0.2, 0.3, 0.2]])}
+    curves = {d: TransferCurves(np.array([4]), H, errors, np.zeros(3), np.zeros(3)) for d in DIRECTIONS}
+    pair = HardEasy(15, 5, curves, np.zeros(0), {}, {})
+    for base in ("RF", "2L"):
+        assert pair.gain("hard→easy", base) > 0
+        d = errors[base][0] - errors["TF"][0]
+        assert pair.gain_sem("hard→easy", base) == pytest.approx(d.std(ddof=1) / np.sqrt(3))

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from tasknb.chmm import CHMM, expected_label_agreement, hmm_inputs, hmm_labels, relatedness_sweep
+from tasknb.chapters.c1_chmm_generator import expected_label_agreement, relatedness_sweep
+from tasknb.chmm import CHMM, hmm_inputs, hmm_labels
 
 
 def test_shapes_and_label_values():

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from scipy.optimize import linprog
 
-from tasknb.chapters.c6_double_descent import (candes_sur_threshold, double_descent_curves, excess_error, interior_maxima,
-                                   separability_threshold, threshold_from_training_loss)
+from tasknb.chapters.c6_double_descent import (double_descent_curves, excess_error, interior_maxima,
+                                               threshold_from_training_loss)
+from tasknb.separability import candes_sur_threshold, separability_threshold
 
 
 def _isotropic(H=30, kappa=0.8):

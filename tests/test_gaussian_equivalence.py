@@ -6,7 +6,7 @@ import torch
 from tasknb.chmm import CHMM
 from tasknb.gaussian_equivalence import (centred_features, estimate_covariances, predict_frozen_heads,
                                          simulate_frozen_heads)
-from tasknb.learners import init_two_layer
+from tasknb.networks.stacks import init_two_layer
 
 
 def test_moments_match_a_direct_estimate():

@@ -3,13 +3,13 @@ import numpy as np
 import pytest
 import torch
 
-from tasknb.chmm import CHMM
-from tasknb.learners import features
-from tasknb.chapters.c9_multiclass import (MulticlassCHMM, SoftmaxStack, asymmetric_transfer, cross_entropy,
-                               fit_softmax_head, init_softmax_net, multiclass_gain_map,
-                               multiclass_transfer_curves, softmax_error, softmax_logits,
-                               stack_multiclass_samples, train_multiclass_source, train_softmax_net)
-from tasknb.feature_transfer import TrainingConfig
+from tasknb.chmm import CHMM, MulticlassCHMM, stack_samples
+from tasknb.networks.stacks import SoftmaxStack, features, init_softmax_net, softmax_error, softmax_logits
+from tasknb.training import TrainingConfig, cross_entropy, fit_softmax_head, train_stack
+from tasknb.chapters.c9_multiclass import AsymmetricTransfer, GainMap
+from tasknb.feature_transfer import TransferCurves
+from tasknb.chapters.c9_multiclass import (asymmetric_transfer, multiclass_gain_map, multiclass_transfer_curves,
+                                           train_multiclass_source)
 
 
 # ----------------------------------------------------------------------------- generator
@@ -126,29 +126,29 @@ def test_softmax_head_reports_non_convergence_and_bad_inputs():
 
 def test_network_shapes_and_batched_training_equals_one_at_a_time():
     chmms = [MulticlassCHMM(40, 10, 10, 3, seed=k) for k in range(3)]
-    X, y = stack_multiclass_samples(chmms, 120, "source", seed=0)
+    X, y = stack_samples(chmms, 120, "source", seed=0)
     assert X.shape == (3, 120, 40) and y.shape == (3, 120)
     init = init_softmax_net(3, 12, 40, 3, seed=4)
     assert softmax_logits(init, X).shape == (3, 120, 3) and cross_entropy(softmax_logits(init, X), y).shape == (3,)
-    batched = train_softmax_net(init, X, y, epochs=3, lr=1e-2, batch_size=20, seed=1)
+    batched = train_stack(init, X, y, epochs=3, lr=1e-2, batch_size=20, seed=1)
     for k in range(3):
         one = SoftmaxStack(init.W1[k:k + 1], init.W2[k:k + 1])
-        alone = train_softmax_net(one, X[k:k + 1], y[k:k + 1], epochs=3, lr=1e-2, batch_size=20, seed=1)
+        alone = train_stack(one, X[k:k + 1], y[k:k + 1], epochs=3, lr=1e-2, batch_size=20, seed=1)
         torch.testing.assert_close(alone.params.W1[0], batched.params.W1[k], rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(alone.params.W2[0], batched.params.W2[k], rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="X must have shape"):
-        train_softmax_net(init, X[:1], y[:1])
+        train_stack(init, X[:1], y[:1])
     with pytest.raises(ValueError, match="patience"):
-        train_softmax_net(init, X, y, patience=0)
+        train_stack(init, X, y, patience=0)
 
 
 def test_tiny_learners_beat_chance_and_transfer_helps():
     K, D, H, L, C = 2, 100, 50, 25, 3
     chmms = [MulticlassCHMM(D, L, L, C, seed=k) for k in range(K)]
     src, init = train_multiclass_source(chmms, H, 2000, TrainingConfig(20, 1e-2, 50), seed=0, progress=False)
-    Xt, yt = stack_multiclass_samples(chmms, 1500, "target", seed=7)
+    Xt, yt = stack_samples(chmms, 1500, "target", seed=7)
     assert float(softmax_error(src.params, Xt, yt).mean()) < 0.4           # chance is 2/3
-    X, y = stack_multiclass_samples(chmms, 60, "target", seed=8)
+    X, y = stack_samples(chmms, 60, "target", seed=8)
     err = {}
     for name, W1 in (("TF", src.params.W1), ("RF", init.W1)):
         fit = fit_softmax_head(features(W1, X), y, C, 1e-4)
@@ -188,3 +188,21 @@ def test_protocol_determinism_sweeps_and_validation():
         multiclass_gain_map("eta", [1.5], D=40, H=20, L_source=10, L_target=10)
     with pytest.raises(ValueError, match="L_targets must contain integers"):
         asymmetric_transfer(20, [0, 25], D=40, H=20)
+
+
+def test_gains_are_positive_when_tf_is_better():
+    # toy maps, 2 rows x 2 sizes x 3 realizations: TF's error is below RF's everywhere
+    rng = np.random.default_rng(3)
+    rows = []
+    for _ in range(2):
+        rf = 0.5 + 0.05 * rng.random((2, 3))
+        rows.append(TransferCurves(np.array([10, 20]), 10, {"TF": rf - 0.1 - 0.02 * rng.random((2, 3)), "RF": rf},
+                                   np.zeros(3), np.zeros(3)))
+    d = np.stack([c.errors["RF"] - c.errors["TF"] for c in rows])       # err(baseline) - err(transfer)
+    for obj in (GainMap("eta", np.array([0.0, 1.0]), np.array([10, 20]), 10, rows),
+                AsymmetricTransfer(20, np.array([5, 15]), np.array([10, 20]), 10, rows)):
+        g = obj.gain("TF", "RF")
+        assert np.all(g > 0)
+        np.testing.assert_array_equal(g, d.mean(-1))
+        np.testing.assert_allclose(obj.gain("RF", "TF"), -g)
+        np.testing.assert_allclose(obj.gain_sem("TF", "RF"), d.std(-1, ddof=1) / np.sqrt(3))

@@ -4,8 +4,10 @@ import pytest
 import torch
 
 from tasknb.chmm import CHMM
-from tasknb.learners import init_two_layer
-from tasknb.chapters.c4_phase_diagrams import phase_diagram, theory_over_targets
+from tasknb.chapters.c4_phase_diagrams import phase_diagram
+from tasknb.gaussian_equivalence import theory_over_targets
+from tasknb.networks.stacks import init_two_layer
+from tasknb.chapters.c4_phase_diagrams import PhaseDiagram
 
 
 def test_theory_over_targets_shares_moments_across_q():
@@ -35,3 +37,25 @@ def test_phase_diagram_shapes_and_validation():
         phase_diagram("q", [0.5], base, [1.0], 0.0, src, rf)
     with pytest.raises(ValueError, match="targets must be a list"):
         theory_over_targets(rf, [[CHMM(D, L, L)]], [1.0], 1e-2)
+
+
+def test_gain_is_positive_when_the_transfer_learner_is_better():
+    # toy diagram, 2 knob values x 3 realizations x 2 alphas: TF's error is below RF's and 2L's
+    rng = np.random.default_rng(0)
+    per_rf = 0.4 + 0.05 * rng.random((2, 3, 2))
+    per_tf = per_rf - 0.1 - 0.02 * rng.random((2, 3, 2))
+    num_2l = 0.45 + 0.05 * rng.random((2, 3, 1))
+    num_tf = num_2l - 0.05 - 0.01 * rng.random((2, 3, 1))
+    d = PhaseDiagram("q", np.array([0.0, 1.0]), np.array([0.5, 2.0]),
+                     {"TF": per_tf.mean(1), "RF": per_rf.mean(1)}, np.array([1.0]),
+                     {"TF": num_tf.mean(1), "2L": num_2l.mean(1)}, np.ones((2, 2), dtype=bool),
+                     theory_realizations={"TF": per_tf, "RF": per_rf},
+                     numerics_realizations={"TF": num_tf, "2L": num_2l})
+    g = d.gain("TF", "RF")
+    assert np.all(g > 0)
+    np.testing.assert_array_equal(g, d.theory["RF"] - d.theory["TF"])      # err(baseline) - err(transfer)
+    np.testing.assert_array_equal(d.gain("RF", "TF"), -g)
+    assert np.all(d.gain("TF", "2L", numerics=True) > 0)
+    np.testing.assert_allclose(d.gain_sem("TF", "RF"), (per_rf - per_tf).std(1, ddof=1) / np.sqrt(3))
+    np.testing.assert_allclose(d.gain_sem("TF", "2L", numerics=True), (num_2l - num_tf).std(1, ddof=1) / np.sqrt(3))
+    assert d.gain_sem("TF", "RF").shape == (2, 2) and d.gain_sem("TF", "2L", numerics=True).shape == (2, 1)

@@ -6,8 +6,9 @@ from matplotlib.figure import Figure
 
 from tasknb.chapters.c8_real_data import (EXPERIMENTS, TaskPair, brightness_labels, edge_enhance, experiment_figure,
                                   learning_curves_on_tasks, make_task_pair, mean_brightness, real_data_experiments,
-                                  standardize, transfer_gain)
-from tasknb.feature_transfer import TrainingConfig, TransferCurves
+                                  standardize, transfer_gain, transfer_gain_sem)
+from tasknb.feature_transfer import TransferCurves
+from tasknb.training import TrainingConfig
 
 QUICK = dict(source=TrainingConfig(15, 2e-2, 50), scratch=TrainingConfig(15, 0.1, 1000),
              finetune=TrainingConfig(15, 0.01, 1000))
@@ -230,6 +231,22 @@ def test_transfer_gain_and_figure_validation():
             transfer_gain(c, index=bad)
     with pytest.raises(ValueError, match="baseline must be one of"):
         transfer_gain(c, baseline="2L")
+    with pytest.raises(ValueError, match="transfer must be one of"):
+        transfer_gain(c, "ft-TF")
     with pytest.raises(ValueError, match="curves must be a tasknb.feature_transfer.TransferCurves"):
         experiment_figure({"TF": 1})
     assert isinstance(experiment_figure(c), Figure)
+
+
+def test_transfer_gain_sign_order_and_standard_error():
+    # TF's error is below RF's in every realization: the gain of TF over RF is positive
+    tf, rf = np.array([[0.1, 0.2, 0.15], [0.1, 0.1, 0.1]]), np.array([[0.3, 0.35, 0.4], [0.2, 0.15, 0.1]])
+    c = TransferCurves(np.array([10, 20]), 10, {"TF": tf, "RF": rf}, np.zeros(3), np.zeros(3))
+    assert transfer_gain(c, "TF", "RF") > 0 and transfer_gain(c, "TF", "RF") == -transfer_gain(c, "RF", "TF")
+    assert transfer_gain(c, "TF", "RF") == float(np.mean(rf[[0]] - tf[[0]]))   # err(baseline) - err(transfer)
+    d = rf[0] - tf[0]
+    assert transfer_gain_sem(c, "TF", "RF") == pytest.approx(d.std(ddof=1) / np.sqrt(3))
+    both = (rf - tf).mean(0)
+    assert transfer_gain_sem(c, index=[0, 1]) == pytest.approx(both.std(ddof=1) / np.sqrt(3))
+    with pytest.raises(ValueError, match="index must be an integer in"):
+        transfer_gain_sem(c, index=5)

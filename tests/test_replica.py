@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from tasknb.learners import fit_logistic_head
+from tasknb.training import fit_logistic_head
 from tasknb.replica import solve_saddle_point
 
 

@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from tasknb.feature_transfer import TrainingConfig
-from tasknb.chapters.c7_width_and_source_size import separability_threshold, source_size_diagram, width_diagram
+from tasknb.chapters.c7_width_and_source_size import source_size_diagram, training_error_crossover, width_diagram
+from tasknb.chapters.c7_width_and_source_size import WidthDiagram
+from tasknb.training import TrainingConfig
 
 TINY = dict(D=40, L=10, lam=1e-3, realizations=2, source=TrainingConfig(3, 1e-2, 50),
             scratch=TrainingConfig(3, 0.1, 1000), n_samples=2000, M_test=200, device="cpu", progress=False)
@@ -55,16 +56,16 @@ def test_rf_from_the_source_init_ties_with_an_untrained_source():
     assert np.abs(indep.gain("TF", "RF")).max() > 1e-4
 
 
-def test_separability_threshold():
+def test_training_error_crossover():
     alpha = np.array([0.5, 1.0, 2.0, 4.0])
     te = np.array([[0.0, 0.0, 0.002, 0.1],      # crosses 1e-3 halfway (in log) between 1 and 2
                    [0.0, 0.0, 0.0, 0.0],        # never separable-breaking on the grid
                    [0.01, 0.02, 0.03, 0.04]])   # already above at the first alpha
-    thr = separability_threshold(alpha, te)
+    thr = training_error_crossover(alpha, te)
     assert thr[0] == pytest.approx(np.sqrt(2.0))
     assert np.isnan(thr[1]) and np.isnan(thr[2])
     with pytest.raises(ValueError, match="train_error must end with n_alpha = 4"):
-        separability_threshold(alpha, te[:, :3])
+        training_error_crossover(alpha, te[:, :3])
 
 
 def test_bad_inputs():
@@ -95,3 +96,31 @@ def test_bad_inputs():
     d = source_size_diagram([20], [1.0], **{**TINY, "source": TrainingConfig(1, 1e-2, 50)})
     with pytest.raises(ValueError, match="name must be one of 'TF', 'RF'"):
         d.threshold("2L")
+
+
+def test_gain_is_positive_when_the_transfer_learner_is_better():
+    # toy width diagram, 2 widths x 3 realizations: TF's error is below RF's (theory) and 2L's (trained)
+    rng = np.random.default_rng(1)
+    per_rf = 0.4 + 0.05 * rng.random((2, 3, 4))
+    per_tf = per_rf - 0.1 - 0.02 * rng.random((2, 3, 4))
+    num_2l = 0.45 + 0.05 * rng.random((2, 3, 2))
+    num_tf = num_2l - 0.05 - 0.01 * rng.random((2, 3, 2))
+    theory = {"TF": per_tf.mean(1), "RF": per_rf.mean(1)}
+    d = WidthDiagram(np.array([0.3, 1.0, 3.0, 10.0]), theory, theory, np.ones((2, 4), dtype=bool),
+                     {"TF": num_tf.mean(1), "2L": num_2l.mean(1)}, {"TF": per_tf, "RF": per_rf},
+                     np.zeros((2, 3)), np.zeros((2, 3), dtype=int), {}, {"TF": num_tf, "2L": num_2l})
+    g = d.gain("TF", "RF")
+    assert np.all(g > 0) and np.all(d.gain("TF", "2L", numerics=True) > 0)
+    np.testing.assert_array_equal(g, theory["RF"] - theory["TF"])          # err(baseline) - err(transfer)
+    np.testing.assert_array_equal(d.gain("RF", "TF"), -g)
+    np.testing.assert_allclose(d.gain_sem("TF", "RF"), (per_rf - per_tf).std(1, ddof=1) / np.sqrt(3))
+    np.testing.assert_allclose(d.gain_sem("TF", "2L", numerics=True), (num_2l - num_tf).std(1, ddof=1) / np.sqrt(3))
+
+
+def test_diagrams_keep_the_trained_errors_per_realization():
+    kw = dict(TINY, H=10, M_numerics=[5, 20])
+    d = source_size_diagram([20, 80], [0.5, 2.0], **kw)
+    for name in ("TF", "2L"):
+        assert d.numerics_realizations[name].shape == (2, 2, 2)
+        np.testing.assert_array_equal(d.numerics_realizations[name].mean(1), d.numerics[name])
+    assert d.gain_sem("TF", "2L", numerics=True).shape == (2, 2) and d.gain_sem("TF", "RF").shape == (2, 2)

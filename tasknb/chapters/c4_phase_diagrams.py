@@ -2,8 +2,9 @@
 
 A diagram varies one correlation knob of the target task (``q``, ``eta`` or ``rho``)
 against the number of target samples per hidden unit, alpha = M / H, and shows the
-test-error difference between two learners.  The TF and RF errors come from the replica
-theory (:mod:`tasknb.replica` on the Monte-Carlo moments of :mod:`tasknb.gaussian_equivalence`);
+gain of one learner over another, err(baseline) - err(transfer), positive when
+transfer helps.  The TF and RF errors come from the replica theory (:mod:`tasknb.replica`
+on the Monte-Carlo moments of :mod:`tasknb.gaussian_equivalence`);
 2L and ft-TF have no theory and are trained numerically on a coarser grid.
 
 The source task of a CHMM depends only on its seed, so one set of source networks serves
@@ -19,51 +20,16 @@ import numpy as np
 import torch
 
 from ..chmm import CHMM
-from ..gaussian_equivalence import estimate_covariances
-from ..learners import TwoLayerStack
-from ..replica import solve_saddle_point
-from ..feature_transfer import FINETUNE_DEFAULT, SCRATCH_DEFAULT, TrainingConfig, transfer_learning_curves
+from ..feature_transfer import transfer_learning_curves
+from ..gaussian_equivalence import theory_over_targets
+from ..networks.stacks import TwoLayerStack
+from ..training import FINETUNE_DEFAULT, SCRATCH_DEFAULT, TrainingConfig
 from ..validation import check_choice, check_int_sequence, check_positive_int, check_positive_real, check_seed
 
-__all__ = ["KNOBS", "PhaseDiagram", "theory_over_targets", "phase_diagram"]
+__all__ = ["KNOBS", "PhaseDiagram", "phase_diagram"]
 
 #: the knobs a diagram can vary
 KNOBS = ("q", "eta", "rho")
-
-
-def theory_over_targets(W1: torch.Tensor, targets: list[list[CHMM]], alphas, lam: float,
-                        n_samples: int = 20_000, seed: int = 0, **solver_kwargs) -> tuple[np.ndarray, np.ndarray]:
-    """Replica test error of frozen first layers on many target tasks.
-
-    W1 (K, H, D) holds one first layer per realization; ``targets[i][k]`` is the CHMM of
-    knob value i and realization k.  Realizations whose target features are equal across
-    values share one Monte-Carlo estimate and one solver call (teachers stacked).
-    Returns ``(eps, converged)``, both of shape (n_values, K, len(alphas)).
-    """
-    if W1.dim() != 3 or any(len(row) != W1.shape[0] for row in targets):
-        raise ValueError(f"targets must be a list (values) of lists of K = {W1.shape[0]} CHMMs")
-    lam = check_positive_real("lam", lam)
-    n_v, K = len(targets), W1.shape[0]
-    alphas = np.atleast_1d(np.asarray(alphas, dtype=float))
-    eps = np.zeros((n_v, K, alphas.size))
-    conv = np.zeros((n_v, K, alphas.size), dtype=bool)
-    for k in range(K):
-        groups: list[tuple[torch.Tensor, list[int]]] = []
-        for i in range(n_v):
-            F = targets[i][k].F_target
-            for F_g, members in groups:
-                if F_g.shape == F.shape and torch.equal(F_g, F):
-                    members.append(i)
-                    break
-            else:
-                groups.append((F, [i]))
-        for _, members in groups:
-            mom = estimate_covariances(W1[k], targets[members[0]][k], n_samples=n_samples, seed=seed + k)
-            thetas = torch.stack([targets[i][k].theta_target for i in members]).to(torch.float64)
-            sp = solve_saddle_point(mom.Omega, mom.Phi, thetas, alphas, lam, device=W1.device, **solver_kwargs)
-            eps[members, k] = sp.eps_g
-            conv[members, k] = sp.converged
-    return eps, conv
 
 
 @dataclass
@@ -72,7 +38,9 @@ class PhaseDiagram:
 
     ``theory[name]`` (n_values, n_alpha) for TF and RF on ``alpha``;
     ``numerics[name]`` (n_values, n_M) for TF, 2L and ft-TF on ``M_numerics / H``;
-    ``converged`` (n_values, n_alpha) all TF and RF solver points converged.
+    ``converged`` (n_values, n_alpha) all TF and RF solver points converged;
+    ``theory_realizations[name]`` (n_values, K, n_alpha) and ``numerics_realizations[name]``
+    (n_values, K, n_M): the same errors per realization (for :meth:`gain_sem`).
     """
 
     knob: str
@@ -82,11 +50,23 @@ class PhaseDiagram:
     alpha_numerics: np.ndarray
     numerics: dict[str, np.ndarray] = field(default_factory=dict)
     converged: np.ndarray | None = None
+    theory_realizations: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    numerics_realizations: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
-    def gain(self, a: str, b: str, numerics: bool = False) -> np.ndarray:
-        """err(a) - err(b): negative where ``a`` is the better learner."""
+    def gain(self, transfer: str, baseline: str, numerics: bool = False) -> np.ndarray:
+        """err(baseline) - err(transfer) of the realization-mean errors, (n_values, n_alpha) from
+        the theory or (n_values, n_M) from the trained learners (``numerics``); positive where the
+        ``transfer`` learner is better."""
         table = self.numerics if numerics else self.theory
-        return table[a] - table[b]
+        return table[baseline] - table[transfer]
+
+    def gain_sem(self, transfer: str, baseline: str, numerics: bool = False) -> np.ndarray:
+        """Standard error of :meth:`gain` from the paired per-realization differences
+        (std with ddof=1 over the K realizations, / sqrt(K); zeros when K = 1)."""
+        table = self.numerics_realizations if numerics else self.theory_realizations
+        d = table[baseline] - table[transfer]
+        K = d.shape[1]
+        return d.std(1, ddof=1) / np.sqrt(K) if K > 1 else np.zeros((d.shape[0], d.shape[2]))
 
 
 def phase_diagram(knob: str, values, base: dict, alphas, lam: float, source_params: TwoLayerStack,
@@ -116,16 +96,18 @@ def phase_diagram(knob: str, values, base: dict, alphas, lam: float, source_para
     K, H, D = source_params.K, source_params.H, source_params.D
     targets = [[CHMM(**{**base, knob: float(v)}, seed=seed + k, device=device) for k in range(K)] for v in values]
     alphas = np.atleast_1d(np.asarray(alphas, dtype=float))
-    theory, conv = {}, np.ones((values.size, alphas.size), dtype=bool)
+    theory, conv, theory_per = {}, np.ones((values.size, alphas.size), dtype=bool), {}
     for name, W in (("TF", source_params.W1), ("RF", rf_W1)):
         eps, c = theory_over_targets(W, targets, alphas, lam, n_samples=n_samples, seed=seed)
         theory[name] = eps.mean(1)
+        theory_per[name] = eps
         conv &= c.all(1)
-    numerics = {}
+    numerics, numerics_per = {}, {}
     if len(M_numerics):
         M_numerics = check_int_sequence("M_numerics", M_numerics, minimum=1)
         for name in numeric_learners:
             numerics[name] = np.zeros((values.size, len(M_numerics)))
+            numerics_per[name] = np.zeros((values.size, K, len(M_numerics)))
         for i, v in enumerate(values):
             c = transfer_learning_curves(D, H, base["L_source"], base["L_target"],
                                          **{kk: base[kk] for kk in ("eta", "rho", "q")} | {knob: float(v)},
@@ -134,4 +116,6 @@ def phase_diagram(knob: str, values, base: dict, alphas, lam: float, source_para
                                          seed=seed, device=device, progress=False, source_params=source_params)
             for name in numeric_learners:
                 numerics[name][i] = c.mean(name)
-    return PhaseDiagram(knob, values, alphas, theory, np.asarray(M_numerics, dtype=float) / H, numerics, conv)
+                numerics_per[name][i] = c.errors[name].T
+    return PhaseDiagram(knob, values, alphas, theory, np.asarray(M_numerics, dtype=float) / H, numerics, conv,
+                        theory_per, numerics_per)

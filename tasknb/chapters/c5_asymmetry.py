@@ -7,7 +7,7 @@ ones (L_t > L_s), eqs. (4)-(5).  Two experiments probe the asymmetry of transfer
 
 * :func:`asymmetry_sweep` (figures 5a and 5b): L_t varies with L_s + L_t = L_total fixed.
   The TF and RF errors come from the replica theory on a grid of alpha = M / H (fig. 5a is
-  their difference over (L_t, M/H)); TF, RF, 2L and ft-TF are also trained at one target
+  the gain err(RF) - err(TF) over (L_t, M/H)); TF, RF, 2L and ft-TF are also trained at one target
   size ``M_cut`` (the horizontal cut of fig. 5b).
 * :func:`hard_easy_curves` (figure 4b): learning curves for the two directions between a
   hard task (L_hard) and an easy one (L_easy), and the gain of TF over RF and 2L at few
@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..chmm import CHMM
+from ..chmm import CHMM, stack_samples
 from ..device import get_device
-from ..learners import (TwoLayerStack, classification_error, features, fit_logistic_head, init_two_layer,
-                       train_two_layer)
-from .c4_phase_diagrams import theory_over_targets
-from ..feature_transfer import (FINETUNE_DEFAULT, LEARNERS, SCRATCH_DEFAULT, SOURCE_DEFAULT, TrainingConfig, TransferCurves,
-                       check_learners, stack_samples)
+from ..feature_transfer import LEARNERS, TransferCurves, check_learners
+from ..gaussian_equivalence import theory_over_targets
+from ..networks.stacks import TwoLayerStack, classification_error, features, init_two_layer
+from ..training import (FINETUNE_DEFAULT, SCRATCH_DEFAULT, SOURCE_DEFAULT, TrainingConfig, fit_logistic_head,
+                        train_stack)
 from ..validation import check_choice, check_int_sequence, check_positive_int, check_positive_real, check_seed
 
 __all__ = ["DIRECTIONS", "train_sources", "transfer_curves_many", "AsymmetrySweep", "asymmetry_sweep", "HardEasy", "hard_easy_curves"]
@@ -91,7 +91,7 @@ def train_sources(chmm_sets: list[list[CHMM]], H: int, M_source: int, config: Tr
     (Adam is element-wise and the minibatch order is shared, so stacking the families
     changes nothing but the speed).  Early stopping is per network (appendix D: patience 0).
 
-    Returns one :class:`~tasknb.learners.TwoLayerStack` of K_i networks (W1 (K_i, H, D),
+    Returns one :class:`~tasknb.networks.stacks.TwoLayerStack` of K_i networks (W1 (K_i, H, D),
     w2 (K_i, H)) per family, the weights of each network's best validation epoch.
     """
     if not chmm_sets or any(not isinstance(s, (list, tuple)) or not s for s in chmm_sets):
@@ -114,7 +114,7 @@ def train_sources(chmm_sets: list[list[CHMM]], H: int, M_source: int, config: Tr
         Xv.append(X), yv.append(y)
         init = init_two_layer(len(chmms), H, D, seed=seed + 20_000, device=X.device, dtype=X.dtype)
         W1.append(init.W1), w2.append(init.w2)
-    res = train_two_layer(TwoLayerStack(torch.cat(W1), torch.cat(w2)), torch.cat(Xs), torch.cat(ys),
+    res = train_stack(TwoLayerStack(torch.cat(W1), torch.cat(w2)), torch.cat(Xs), torch.cat(ys),
                           epochs=config.epochs, lr=config.lr, batch_size=config.batch_size, lam=lam,
                           X_val=torch.cat(Xv), y_val=torch.cat(yv), patience=patience, seed=seed,
                           progress=progress, desc="source nets")
@@ -184,11 +184,11 @@ def transfer_curves_many(chmm_sets: list[list[CHMM]], sources: list[TwoLayerStac
         if "2L" in learners:
             inits = [init_two_layer(K, H, D, seed=seed + 70_000 + i, device=dev) for K in sizes]
             init2 = TwoLayerStack(torch.cat([p.W1 for p in inits]), torch.cat([p.w2 for p in inits]))
-            r = train_two_layer(init2, X, y, epochs=scratch.epochs, lr=scratch.lr, batch_size=scratch.batch_size,
+            r = train_stack(init2, X, y, epochs=scratch.epochs, lr=scratch.lr, batch_size=scratch.batch_size,
                                 lam=lam, seed=seed + i)
             errors["2L"][i] = classification_error(r.params, Xt_test, yt_test).cpu().numpy()
         if "ft-TF" in learners:
-            r = train_two_layer(heads["TF"], X, y, epochs=finetune.epochs, lr=finetune.lr,
+            r = train_stack(heads["TF"], X, y, epochs=finetune.epochs, lr=finetune.lr,
                                 batch_size=finetune.batch_size, lam=lam, seed=seed + i)
             errors["ft-TF"][i] = classification_error(r.params, Xt_test, yt_test).cpu().numpy()
     out, start = [], 0
@@ -229,7 +229,8 @@ class AsymmetrySweep:
     ``source_error`` (n, K) the source networks on their own task;
     ``curves`` one :class:`~tasknb.feature_transfer.TransferCurves` per L_t (the trained learners on
     every target size of the sweep's ``M_grid``, M_cut included), whose ``source_params`` are
-    the K source networks of that L_t.
+    the K source networks of that L_t;
+    ``theory_realizations[name]`` (n, K, n_alpha) the TF and RF replica errors per realization.
     """
 
     L_total: int
@@ -243,6 +244,7 @@ class AsymmetrySweep:
     errors: dict[str, np.ndarray]
     source_error: np.ndarray
     curves: list[TransferCurves] = field(default_factory=list, repr=False)
+    theory_realizations: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def L_source(self) -> np.ndarray:
@@ -257,9 +259,17 @@ class AsymmetrySweep:
         """Mean over realizations of the trained learner ``name`` at M_cut, shape (n,)."""
         return self.errors[name].mean(axis=1)
 
-    def gain(self, a: str = "TF", b: str = "RF") -> np.ndarray:
-        """Theory err(a) - err(b) over (L_t, alpha), shape (n, n_alpha); negative where ``a`` wins."""
-        return self.theory[a] - self.theory[b]
+    def gain(self, transfer: str = "TF", baseline: str = "RF") -> np.ndarray:
+        """Theory err(baseline) - err(transfer) of the realization means over (L_t, alpha), shape
+        (n, n_alpha); positive where the ``transfer`` learner wins."""
+        return self.theory[baseline] - self.theory[transfer]
+
+    def gain_sem(self, transfer: str = "TF", baseline: str = "RF") -> np.ndarray:
+        """Standard error of :meth:`gain` from the paired per-realization differences
+        (std with ddof=1 over the K realizations, / sqrt(K); zeros when K = 1), shape (n, n_alpha)."""
+        d = self.theory_realizations[baseline] - self.theory_realizations[transfer]
+        K = d.shape[1]
+        return d.std(1, ddof=1) / np.sqrt(K) if K > 1 else np.zeros((d.shape[0], d.shape[2]))
 
     def mirror_pairs(self) -> list[tuple[int, int]]:
         """Index pairs (i, j) with L_t[i] < L_total / 2 and L_t[j] = L_total - L_t[i].
@@ -317,7 +327,7 @@ def asymmetry_sweep(L_total: int, L_target_values, D: int, H: int, alphas, M_cut
     n_samples : Monte-Carlo samples for the feature moments of the theory (eq. 12-13).
     M_test : test examples per realization.   seed : master seed.   device : where to compute.
 
-    For each L_t the replica theory (:func:`tasknb.chapters.c4_phase_diagrams.theory_over_targets`) gives
+    For each L_t the replica theory (:func:`tasknb.gaussian_equivalence.theory_over_targets`) gives
     TF (trained first layer) and RF (random first layer, the one the numerics use) on ``alphas``
     and on M_cut / H; the numerics come from :func:`transfer_curves_many` (the protocol of
     :func:`tasknb.feature_transfer.transfer_learning_curves`, every L_t trained in one stack).
@@ -339,12 +349,14 @@ def asymmetry_sweep(L_total: int, L_target_values, D: int, H: int, alphas, M_cut
     W_rf = init_two_layer(K, H, D, seed=seed + _RF_SEED, device=dev).W1
     grid = np.append(alphas, M_cut / H)
     theory = {nm: np.zeros((n, alphas.size)) for nm in ("TF", "RF")}
+    theory_per = {nm: np.zeros((n, K, alphas.size)) for nm in ("TF", "RF")}
     theory_cut = {nm: np.zeros(n) for nm in ("TF", "RF")}
     converged = np.zeros((n, grid.size), dtype=bool)
     for i, (chmms, src) in enumerate(zip(chmm_sets, sources)):
         eps, conv = _theory(src.W1, W_rf, chmms, grid, lam, n_samples, seed)
         for nm in ("TF", "RF"):
             theory[nm][i] = eps[nm][:, :-1].mean(0)
+            theory_per[nm][i] = eps[nm][:, :-1]
             theory_cut[nm][i] = eps[nm][:, -1].mean()
         converged[i] = conv.all(0)
     curves = transfer_curves_many(chmm_sets, sources, M_all, lam, learners, scratch, finetune, M_test, seed)
@@ -352,7 +364,7 @@ def asymmetry_sweep(L_total: int, L_target_values, D: int, H: int, alphas, M_cut
     errors = {nm: np.stack([c.errors[nm][j] for c in curves]) for nm in learners}
     source_error = np.stack([c.source_error for c in curves])
     return AsymmetrySweep(L_total, np.asarray(L_values), alphas, H, M_cut, theory, theory_cut, converged, errors,
-                          source_error, curves)
+                          source_error, curves, theory_per)
 
 
 @dataclass
@@ -380,6 +392,15 @@ class HardEasy:
         c = self.curves[direction]
         check_choice("baseline", baseline, [n for n in c.errors if n != "TF"])
         return float(c.mean(baseline)[index] - c.mean("TF")[index])
+
+    def gain_sem(self, direction: str, baseline: str, index: int = 0) -> float:
+        """Standard error of :meth:`gain` from the paired per-realization differences
+        err(baseline) - err(TF) at ``M[index]`` (std with ddof=1 / sqrt(K); 0 when K = 1)."""
+        check_choice("direction", direction, DIRECTIONS)
+        c = self.curves[direction]
+        check_choice("baseline", baseline, [n for n in c.errors if n != "TF"])
+        d = c.errors[baseline][index] - c.errors["TF"][index]
+        return float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else 0.0
 
 
 def hard_easy_curves(L_hard: int, L_easy: int, D: int, H: int, M_grid, M_source: int, realizations: int = 3,

@@ -9,24 +9,11 @@ separator while the training set is linearly separable, and to a finite-norm sol
 positive training loss once it is not; the error curve bends (and, in some models, peaks) at
 the boundary between the two regimes, the *linear separability threshold* alpha*.
 
-**The threshold in closed form.**  Separability of {y_mu v_mu} is unchanged by any invertible
-linear map of the features, so whitening v by Omega^(-1/2) reduces every Gaussian covariate
-model (c, v) ~ N(0, [[I, Phi], [Phi^T, Omega]]), y = sign(c . theta / sqrt(L)), to the isotropic
-one in which a single feature direction has correlation
-
-    r = sqrt(b^T Omega^+ b / rho),     b = Phi^T theta / sqrt(L),  rho = ||theta||^2 / L      (1)
-
-with the teacher field tau = c . theta / sqrt(L) (r is the correlation of tau with its best
-linear predictor from the features) and the other H - 1 directions are pure noise.  For that
-model, Candes and Sur (2020, Ann. Statist. 48, 27-42) show that the data are separable with
-high probability iff H / M > h(r), i.e. alpha < alpha*, with
-
-    alpha* = 1 / h(r),      h(r) = min_t E[(Z - t S)_+^2],      S = y . (V),                  (2)
-
-where Z ~ N(0, 1) is independent of S = r |tau| + sqrt(1 - r^2) E (tau, E ~ N(0, 1)): S is the
-label times the informative feature.  h(0) = 1/2 gives Cover's alpha* = 2; alpha* grows
-with r.  The inner expectation over Z is explicit, E[(Z - s)_+^2] = (1 + s^2) Phi(-s) - s phi(s),
-and the outer one is a 2-D quadrature over (|tau|, E).
+**The threshold in closed form.**  Whitening the features reduces every Gaussian covariate model
+to an isotropic one with a single informative direction of correlation r with the teacher
+field; Candes and Sur (2020) give its threshold alpha*(r), Cover's 2 at r = 0.  That
+computation is the kernel :func:`tasknb.separability.separability_threshold` (eqs. (1)-(2)
+of :mod:`tasknb.separability`), which :func:`double_descent_curves` calls.
 
 **The threshold from the replica solver.**  Below alpha* the training loss of the minimiser
 vanishes as lam -> 0 (roughly like lam), above it tends to a positive limit.  The
@@ -49,11 +36,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..chmm import stack_samples
+from ..gaussian_equivalence import centred_features
 from ..replica import solve_saddle_point
-from ..validation import check_positive_int, check_positive_real, check_real_in, check_seed
+from ..separability import separability_threshold
+from ..training import fit_logistic_head
+from ..validation import check_int_sequence, check_positive_int, check_positive_real, check_seed
 
-__all__ = ["SOLVER_DEFAULTS", "DoubleDescent", "teacher_feature_correlation", "candes_sur_threshold",
-           "separability_threshold", "threshold_from_training_loss", "interior_maxima", "excess_error",
+__all__ = ["SOLVER_DEFAULTS", "DoubleDescent", "threshold_from_training_loss", "interior_maxima", "excess_error",
            "double_descent_curves", "simulate_heads"]
 
 #: solver settings for small ridges: near the threshold at lam <= 1e-7 the default Newton phase
@@ -83,79 +73,6 @@ def _grid(x, name, minimum_size=1):
     if np.any(np.diff(a) <= 0):
         raise ValueError(f"{name} must be strictly increasing, got {a.tolist()}")
     return a
-
-
-def teacher_feature_correlation(Omega, Phi, theta) -> float:
-    """Correlation r of eq. (1) between the teacher field and its best linear predictor from the features.
-
-    Omega (H, H) feature covariance, Phi (L, H) = E[c v^T], theta (L,) teacher.  Returns r in [0, 1]
-    (the pseudo-inverse of Omega is used; r > 1 by more than 1e-6, impossible for moments of one
-    Gaussian vector, raises ValueError).
-    """
-    Om, Ph, th = _as_numpy(Omega, "Omega"), _as_numpy(Phi, "Phi"), _as_numpy(theta, "theta")
-    if Om.ndim != 2 or Om.shape[0] != Om.shape[1]:
-        raise ValueError(f"Omega must be a square (H, H) matrix, got shape {Om.shape}")
-    if Ph.ndim != 2 or Ph.shape[1] != Om.shape[0]:
-        raise ValueError(f"Phi must have shape (L, H) with H = {Om.shape[0]}, got {Ph.shape}")
-    if th.shape != (Ph.shape[0],):
-        raise ValueError(f"theta must have shape (L,) with L = {Ph.shape[0]}, got {th.shape}")
-    L = th.size
-    rho = float(th @ th) / L
-    if rho <= 0:
-        raise ValueError("theta must not be zero")
-    b = Ph.T @ th / math.sqrt(L)
-    r2 = float(b @ np.linalg.pinv(0.5 * (Om + Om.T), hermitian=True) @ b) / rho
-    if r2 > 1 + 1e-6:
-        raise ValueError(f"Omega, Phi, theta are not the moments of one Gaussian vector (r^2 = {r2:.4f} > 1)")
-    return float(math.sqrt(min(max(r2, 0.0), 1.0)))
-
-
-def candes_sur_threshold(r: float, n_nodes: int = 801) -> float:
-    """Separability threshold alpha* = 1 / min_t E[(Z - t S)_+^2] of eq. (2) for correlation r in [0, 1).
-
-    The expectation over Z is explicit; the one over S = r|tau| + sqrt(1 - r^2) E uses a tensor
-    trapezoid rule with ``n_nodes`` nodes per axis (|tau| on [0, 9], E on [-9, 9]); the
-    minimum over t >= 0 (the objective is convex in t) by golden-section search.
-    r = 0 gives Cover's 2.  r -> 1 (noiseless labels) diverges; r must be < 1.
-    """
-    r = check_real_in("r", r, 0.0, 1.0)
-    if r >= 1.0 - 1e-9:
-        raise ValueError("r must be < 1: with noiseless labels (r = 1) the data are separable at every alpha")
-    n_nodes = check_positive_int("n_nodes", n_nodes, minimum=51)
-    from scipy.optimize import minimize_scalar
-    from scipy.special import ndtr
-
-    a = np.linspace(0.0, 9.0, n_nodes)
-    wa = np.full(n_nodes, a[1] - a[0])
-    wa[[0, -1]] *= 0.5
-    wa *= 2 * np.exp(-0.5 * a**2) / math.sqrt(2 * math.pi)                   # half-normal |tau|
-    e = np.linspace(-9.0, 9.0, n_nodes)
-    we = np.full(n_nodes, e[1] - e[0])
-    we[[0, -1]] *= 0.5
-    we *= np.exp(-0.5 * e**2) / math.sqrt(2 * math.pi)
-    S = (r * a[:, None] + math.sqrt(1 - r * r) * e[None, :]).ravel()
-    W = (wa[:, None] * we[None, :]).ravel()
-    W /= W.sum()
-
-    def h(t):
-        s = t * S
-        return float(W @ ((1 + s * s) * ndtr(-s) - s * np.exp(-0.5 * s * s) / math.sqrt(2 * math.pi)))
-
-    res = minimize_scalar(h, bounds=(0.0, 50.0), method="bounded", options={"xatol": 1e-9})
-    return 1.0 / min(res.fun, h(0.0))
-
-
-def separability_threshold(Omega, Phi, theta) -> tuple[float, float]:
-    """(alpha*, r): the linear separability threshold of the Gaussian covariate model, eqs. (1)-(2).
-
-    Counts samples per *non-degenerate* feature: alpha* refers to M / H with H = Omega.shape[0]
-    when Omega has full rank (a rank-deficient Omega of rank R gives alpha* R / H).
-    """
-    Om = _as_numpy(Omega, "Omega")
-    r = teacher_feature_correlation(Om, Phi, theta)
-    ev = np.linalg.eigvalsh(0.5 * (Om + Om.T))
-    rank = int((ev > 1e-12 * max(float(ev.max()), 1e-300)).sum())
-    return candes_sur_threshold(r) * rank / Om.shape[0], r
 
 
 def threshold_from_training_loss(alpha, lam, train_loss, converged=None) -> float:
@@ -221,7 +138,8 @@ class DoubleDescent:
 
     ``alpha`` (A,), ``lam`` (R,) in decreasing order (largest ridge first); ``eps``,
     ``train_loss``, ``train_error``, ``converged``, ``iterations`` of shape (A, R);
-    ``threshold`` alpha* of eqs. (1)-(2) (lam -> 0), ``r`` the correlation of eq. (1),
+    ``threshold`` alpha* (lam -> 0) and ``r`` the teacher-feature correlation, both from
+    :func:`tasknb.separability.separability_threshold`,
     ``threshold_replica`` the finite-lam estimate of :func:`threshold_from_training_loss`
     (``None`` when it cannot be formed, with ``note`` saying why).
     """
@@ -271,7 +189,8 @@ def double_descent_curves(Omega, Phi, theta, alphas, lams, **solver_kwargs) -> D
     """Test error of an L2-logistic head on one feature map over the whole (alpha x lam) grid.
 
     One call to :func:`tasknb.replica.solve_saddle_point` (eqs. 9-15 of the paper) for every
-    point, with :data:`SOLVER_DEFAULTS` unless overridden; alpha* from eqs. (1)-(2).
+    point, with :data:`SOLVER_DEFAULTS` unless overridden; alpha* from
+    :func:`tasknb.separability.separability_threshold`.
 
     Parameters
     ----------
@@ -315,14 +234,9 @@ def simulate_heads(W1: torch.Tensor, chmm, means: torch.Tensor, M_grid, lam: flo
     W1 (H, D) first layer, ``chmm`` its CHMM (target task), ``means`` (H,) the feature mean
     to subtract (from :func:`tasknb.gaussian_equivalence.estimate_covariances`), ``M_grid``
     training-set sizes, ``repeats`` independent training sets per size (fitted together by
-    :func:`tasknb.learners.fit_logistic_head`).  Returns a dict of (len(M_grid), repeats)
+    :func:`tasknb.training.fit_logistic_head`).  Returns a dict of (len(M_grid), repeats)
     arrays: ``train_error``, ``test_error`` and ``converged`` (booleans).
     """
-    from ..gaussian_equivalence import centred_features
-    from ..learners import fit_logistic_head
-    from ..feature_transfer import stack_samples
-    from ..validation import check_int_sequence
-
     if not isinstance(W1, torch.Tensor) or W1.dim() != 2:
         raise ValueError(f"W1 must be a (H, D) tensor, got {getattr(W1, 'shape', type(W1).__name__)}")
     M_grid = check_int_sequence("M_grid", M_grid, minimum=1)

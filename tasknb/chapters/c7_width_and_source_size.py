@@ -34,18 +34,18 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..chmm import CHMM
+from ..chmm import CHMM, stack_samples
 from ..device import get_device
+from ..feature_transfer import train_source, transfer_learning_curves
 from ..gaussian_equivalence import estimate_covariances
-from ..learners import classification_error, init_two_layer
+from ..networks.stacks import classification_error, init_two_layer
 from ..replica import solve_saddle_point
-from ..feature_transfer import (SCRATCH_DEFAULT, SOURCE_DEFAULT, TrainingConfig, stack_samples, train_source,
-                       transfer_learning_curves)
+from ..training import SCRATCH_DEFAULT, SOURCE_DEFAULT, TrainingConfig
 from ..validation import (check_choice, check_increasing_positive_reals, check_int_sequence, check_positive_int,
                          check_positive_real, check_real_in, check_seed)
 
 __all__ = ["TRANSFORMATION", "RF_BASELINES", "WidthDiagram", "SourceSizeDiagram", "frozen_theory", "width_diagram",
-           "source_size_diagram", "separability_threshold"]
+           "source_size_diagram", "training_error_crossover"]
 
 #: the fixed source -> target transformation (eta, rho, q) of figure A.2
 TRANSFORMATION = {"eta": 1.0, "rho": 0.2, "q": 0.8}
@@ -67,8 +67,13 @@ def _sizes(name: str, alphas: np.ndarray, H: int) -> list[int]:
     return M
 
 
-def separability_threshold(alpha, train_error, tol: float = 1e-3) -> np.ndarray:
+def training_error_crossover(alpha, train_error, tol: float = 1e-3) -> np.ndarray:
     """Smallest alpha where the training error exceeds ``tol``, by log-linear interpolation.
+
+    A finite-ridge reading of where the head stops fitting its training set, taken off a grid of
+    replica training errors.  It is NOT the separability threshold itself: the closed-form
+    (lam -> 0) threshold of the Gaussian covariate model is
+    :func:`tasknb.separability.separability_threshold`.
 
     ``alpha`` (n_alpha,) increasing; ``train_error`` (..., n_alpha).  Returns an array of
     shape ``train_error.shape[:-1]``; NaN where the training error is above ``tol`` already at
@@ -98,7 +103,7 @@ def frozen_theory(W1: torch.Tensor, chmms: list[CHMM], alphas, lam: float, n_sam
 
     W1 (K, H, D): one first layer per CHMM of ``chmms`` (K of them); ``alphas`` (n_alpha,) the
     values of M / H.  Steps (c)-(d) of section 3: Monte-Carlo moments (seed ``seed + k`` for
-    realization k, as :func:`tasknb.chapters.c4_phase_diagrams.theory_over_targets`) and the saddle point.
+    realization k, as :func:`tasknb.gaussian_equivalence.theory_over_targets`) and the saddle point.
     Returns a dict of arrays of shape (K, n_alpha): ``eps`` (test error, eq. 15),
     ``train_error`` and ``converged``.
     """
@@ -144,11 +149,21 @@ class _Diagram:
     source_error: np.ndarray
     source_epochs: np.ndarray
     config: dict
+    numerics_realizations: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
-    def gain(self, a: str, b: str, numerics: bool = False) -> np.ndarray:
-        """err(a) - err(b), averaged over realizations: negative where ``a`` is the better learner."""
+    def gain(self, transfer: str, baseline: str, numerics: bool = False) -> np.ndarray:
+        """err(baseline) - err(transfer) of the realization-mean errors (theory, or the trained
+        learners with ``numerics``): positive where the ``transfer`` learner is better."""
         table = self.numerics if numerics else self.theory
-        return table[a] - table[b]
+        return table[baseline] - table[transfer]
+
+    def gain_sem(self, transfer: str, baseline: str, numerics: bool = False) -> np.ndarray:
+        """Standard error of :meth:`gain` from the paired per-realization differences
+        (std with ddof=1 over the K realizations, / sqrt(K); zeros when K = 1)."""
+        table = self.numerics_realizations if numerics else self.theory_realizations
+        d = table[baseline] - table[transfer]
+        K = d.shape[1]
+        return d.std(1, ddof=1) / np.sqrt(K) if K > 1 else np.zeros((d.shape[0], d.shape[2]))
 
     def threshold(self, name: str, tol: float = 1e-3) -> np.ndarray:
         """Separability threshold alpha* of learner ``name`` ("TF" or "RF") per row (NaN off the grid).
@@ -158,7 +173,7 @@ class _Diagram:
         """
         if name not in self.train_error:
             raise ValueError(f"name must be one of {', '.join(repr(n) for n in self.train_error)}; got {name!r}")
-        return separability_threshold(self.alpha, self.train_error[name], tol)
+        return training_error_crossover(self.alpha, self.train_error[name], tol)
 
 
 @dataclass
@@ -172,6 +187,7 @@ class WidthDiagram(_Diagram):
     theory["TF"|"RF"] (n_H, n_alpha) : replica test errors.
     train_error["TF"|"RF"] (n_H, n_alpha) : replica training errors (separability threshold).
     theory_realizations["TF"|"RF"] (n_H, K, n_alpha) : the same test errors per realization.
+    numerics_realizations["TF"|"2L"] (n_H, K, n_num) : the trained test errors per realization.
     converged (n_H, n_alpha) : every TF and RF solver point of the cell converged.
     alpha_numerics (n_num,) : M / H of the trained points; M_numerics (n_H, n_num) int the sizes.
     numerics["TF"|"2L"] (n_H, n_num) : test errors of trained TF heads and 2L nets.
@@ -197,6 +213,7 @@ class SourceSizeDiagram(_Diagram):
     converged (n_s, n_alpha) : as in :class:`WidthDiagram`.
     M_numerics (n_num,) int : target sizes trained numerically.
     numerics["TF"|"2L"] (n_s, n_num) : trained test errors (the 2L rows are equal).
+    numerics_realizations["TF"|"2L"] (n_s, K, n_num) : the same per realization.
     source_error (n_s, K), source_epochs (n_s, K) : the source nets on their own task.
     """
 
@@ -257,6 +274,7 @@ def width_diagram(H_over_L, alphas, D: int = 200, L: int = 50, lam: float = 1e-5
     trn = {n: np.zeros((n_H, n_a)) for n in ("TF", "RF")}
     conv = np.ones((n_H, n_a), dtype=bool)
     numerics = {n: np.zeros((n_H, num_alphas.size)) for n in ("TF", "2L")} if num_alphas.size else {}
+    numerics_per = {n: np.zeros((n_H, K, num_alphas.size)) for n in numerics}
     src_err, src_ep = np.zeros((n_H, K)), np.zeros((n_H, K), dtype=int)
     for i, H in enumerate(tqdm(Hs, desc="widths H", disable=not progress)):
         res, init = train_source(chmms, H, M_source, source, seed=seed, progress=False)
@@ -274,10 +292,11 @@ def width_diagram(H_over_L, alphas, D: int = 200, L: int = 50, lam: float = 1e-5
                                               seed=seed, device=dev, progress=False, source_params=res.params)
             for name in numerics:
                 numerics[name][i] = curves.mean(name)
+                numerics_per[name][i] = curves.errors[name].T
     config = dict(D=D, L=L, eta=eta, rho=rho, q=q, lam=lam, realizations=K, M_source=M_source, source=source,
                   scratch=scratch, rf_baseline=rf_baseline, n_samples=n_samples, M_test=M_test, seed=seed, device=str(dev))
     return WidthDiagram(alphas, {n: v.mean(1) for n, v in per.items()}, trn, conv, numerics, per, src_err, src_ep,
-                        config, H_over_L=ratios, H=np.asarray(Hs), alpha_numerics=num_alphas, M_numerics=M_num)
+                        config, numerics_per, H_over_L=ratios, H=np.asarray(Hs), alpha_numerics=num_alphas, M_numerics=M_num)
 
 
 # ----------------------------------------------------------------------------- figure A.3
@@ -322,6 +341,7 @@ def source_size_diagram(M_source, alphas, D: int = 200, L: int = 50, H: int = 50
     trn = {n: np.zeros((n_s, n_a)) for n in ("TF", "RF")}
     conv = np.ones((n_s, n_a), dtype=bool)
     numerics = {n: np.zeros((n_s, len(M_num))) for n in ("TF", "2L")} if M_num else {}
+    numerics_per = {n: np.zeros((n_s, K, len(M_num))) for n in numerics}
     src_err, src_ep = np.zeros((n_s, K)), np.zeros((n_s, K), dtype=int)
     for i, Ms in enumerate(tqdm(M_s, desc="source sizes M_s", disable=not progress)):
         res, init = train_source(chmms, H, Ms, source, seed=seed, progress=False)
@@ -343,10 +363,12 @@ def source_size_diagram(M_source, alphas, D: int = 200, L: int = 50, H: int = 50
                                               scratch=scratch, seed=seed, device=dev, progress=False,
                                               source_params=res.params)
             numerics["TF"][i] = curves.mean("TF")
+            numerics_per["TF"][i] = curves.errors["TF"].T
             if i == 0:                      # 2L ignores the source: train it once, share the row
                 numerics["2L"][:] = curves.mean("2L")
+                numerics_per["2L"][:] = curves.errors["2L"].T
     config = dict(D=D, L=L, H=H, eta=eta, rho=rho, q=q, lam=lam, realizations=K, source=source, scratch=scratch,
                   rf_baseline=rf_baseline,
                   n_samples=n_samples, M_test=M_test, seed=seed, device=str(dev))
     return SourceSizeDiagram(alphas, {n: v.mean(1) for n, v in per.items()}, trn, conv, numerics, per, src_err,
-                             src_ep, config, M_source=np.asarray(M_s), H=H, M_numerics=np.asarray(M_num, dtype=int))
+                             src_ep, config, numerics_per, M_source=np.asarray(M_s), H=H, M_numerics=np.asarray(M_num, dtype=int))

@@ -36,19 +36,21 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..book.plotting import new_figure, plot_learning_curves
 from ..data import DATASETS, load_dataset
 from ..device import generator, get_device
-from ..learners import TwoLayerStack, classification_error, init_two_layer, train_two_layer
+from ..feature_transfer import (LEARNERS, TransferCurves, binary_family, check_learners, resolve_source_networks,
+                                target_learning_curves)
+from ..networks.stacks import TwoLayerStack, classification_error, init_two_layer
 from ..tasks import EVEN_ODD, LESS_THAN_5, binary_relabel
-from ..feature_transfer import (FINETUNE_DEFAULT, LEARNERS, SCRATCH_DEFAULT, SOURCE_DEFAULT, TrainingConfig,
-                       TransferCurves, binary_family, check_learners, resolve_source_networks,
-                       target_learning_curves)
+from ..training import FINETUNE_DEFAULT, SCRATCH_DEFAULT, SOURCE_DEFAULT, TrainingConfig, train_stack
 from ..validation import (check_choice, check_int_sequence, check_positive_int, check_positive_real, check_real_in,
                          check_seed)
 
 __all__ = ["EXPERIMENTS", "PAPER_FIGURE", "SUBSTITUTION_SOURCE", "SUBSTITUTION_TARGET", "EASY_CLASSES",
            "edge_enhance", "mean_brightness", "brightness_labels", "standardize", "TaskPair", "make_task_pair",
-           "learning_curves_on_tasks", "real_data_experiments", "transfer_gain", "experiment_figure"]
+           "learning_curves_on_tasks", "real_data_experiments", "transfer_gain", "transfer_gain_sem",
+           "experiment_figure"]
 
 #: the experiments :func:`make_task_pair` knows, in the order the book shows them
 EXPERIMENTS = ("substitution", "relabeling", "edge", "brightness", "hard_to_easy", "easy_to_hard")
@@ -441,7 +443,7 @@ def learning_curves_on_tasks(source_X: torch.Tensor, source_y: torch.Tensor, tar
     def train_sources():
         Xs, ys = gather(source_X, source_y, perms[:, :M_source])
         init = init_two_layer(K, H, D, seed=seed + 20_000, device=dev, dtype=dtype)
-        return train_two_layer(init, Xs, ys, epochs=source.epochs, lr=source.lr, batch_size=source.batch_size,
+        return train_stack(init, Xs, ys, epochs=source.epochs, lr=source.lr, batch_size=source.batch_size,
                                lam=lam, X_val=Xv, y_val=yv, patience=patience, seed=seed, progress=progress,
                                desc="source nets")
 
@@ -543,12 +545,12 @@ def real_data_experiments(names=EXPERIMENTS, dataset: str = "fashion_mnist", *, 
     return curves, pairs
 
 
-def transfer_gain(curves: TransferCurves, baseline: str = "RF", learner: str = "TF", index=0) -> float:
-    """Mean test-error advantage ``error(baseline) - error(learner)`` (positive: ``learner`` is
-    better), averaged over realizations, at ``M_grid[index]``; ``index`` may also be a sequence
-    of grid indices, e.g. ``[0, 1]`` for the two smallest target sets, averaged over them."""
+def _paired_gains(curves: TransferCurves, transfer: str, baseline: str, index) -> np.ndarray:
+    """err(baseline) - err(transfer) per realization at the grid points ``index``: (len(index), K)."""
+    if not isinstance(curves, TransferCurves):
+        raise ValueError(f"curves must be a tasknb.feature_transfer.TransferCurves, got {type(curves).__name__}")
+    check_choice("transfer", transfer, list(curves.errors))
     check_choice("baseline", baseline, list(curves.errors))
-    check_choice("learner", learner, list(curves.errors))
     n = len(curves.M)
     idx = [index] if isinstance(index, (int, np.integer)) and not isinstance(index, bool) else index
     try:
@@ -557,7 +559,21 @@ def transfer_gain(curves: TransferCurves, baseline: str = "RF", learner: str = "
         idx = None
     if not idx or any(isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not -n <= i < n for i in idx):
         raise ValueError(f"index must be an integer in [{-n}, {n - 1}] or a non-empty list of them, got {index!r}")
-    return float(np.mean(curves.errors[baseline][idx] - curves.errors[learner][idx]))
+    return curves.errors[baseline][idx] - curves.errors[transfer][idx]
+
+
+def transfer_gain(curves: TransferCurves, transfer: str = "TF", baseline: str = "RF", *, index=0) -> float:
+    """The gain err(baseline) - err(transfer) (positive: the ``transfer`` learner is better),
+    averaged over realizations, at ``M_grid[index]``; ``index`` may also be a sequence of grid
+    indices, e.g. ``[0, 1]`` for the two smallest target sets, averaged over them."""
+    return float(np.mean(_paired_gains(curves, transfer, baseline, index)))
+
+
+def transfer_gain_sem(curves: TransferCurves, transfer: str = "TF", baseline: str = "RF", *, index=0) -> float:
+    """Standard error of :func:`transfer_gain` from the paired realizations: the per-realization
+    gain (averaged over the grid points ``index``), std with ddof=1 / sqrt(K); 0 when K = 1."""
+    d = _paired_gains(curves, transfer, baseline, index).mean(0)
+    return float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else 0.0
 
 
 def experiment_figure(curves: TransferCurves, pair: TaskPair | None = None, title: str | None = None,
@@ -568,8 +584,6 @@ def experiment_figure(curves: TransferCurves, pair: TaskPair | None = None, titl
     when ``pair`` is None).  Right: the learning curves of every learner
     (:func:`tasknb.book.plotting.plot_learning_curves`), y-limits ``ylim`` (a pair) when given.
     """
-    from ..book.plotting import new_figure, plot_learning_curves
-
     if not isinstance(curves, TransferCurves):
         raise ValueError(f"curves must be a tasknb.feature_transfer.TransferCurves, got {type(curves).__name__}")
     n_images = check_positive_int("n_images", n_images)
