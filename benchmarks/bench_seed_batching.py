@@ -16,7 +16,8 @@ import numpy as np
 
 from tasknb.batched_trajectories import record_trajectories_batched
 from tasknb.device import describe_device
-from tasknb.trajectories import load_task_images, record_trajectories
+from tasknb.data import load_task_images
+from tasknb.trajectories import record_trajectories
 
 
 def main(argv=None):

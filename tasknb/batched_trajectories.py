@@ -12,8 +12,9 @@ they stay below 1e-4 over a dozen steps but grow with the run (about 2e-2 in the
 after 100 Adam steps, measured by ``benchmarks/bench_seed_batching.py``): a batched run is a
 different, equally valid, sample of the same seed's trajectory.  Same arguments -> same numbers.
 
-``record_trajectories_batched``  same arguments and result as ``record_trajectories`` (supervised
-                                 training, ``readout`` "softmax" or "imprint"), seeds in one vmap
+``record_trajectories_batched``  same :class:`~tasknb.trajectories.RunConfig` and result as
+                                 ``record_trajectories`` (supervised training, ``readout`` "softmax"
+                                 or "imprint"), seeds in one vmap
 """
 from __future__ import annotations
 
@@ -22,10 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
+from .data import draw_subset, load_task_images
 from .device import get_device
-from .geometry import to_union_task
-from .trajectories import (SmallCNN, Trajectories, _validated_config, batch_stream, draw_subset, init_cnn,
-                           load_task_images, make_optimizer, prediction_set, progress_bar, trajectories_from_probs)
+from .networks.cnn import SmallCNN, init_cnn
+from .readout import prediction_set, to_union_task
+from .trajectories import (Trajectories, batch_stream, make_optimizer, progress_bar, run_config,
+                           trajectories_from_probs)
 
 __all__ = ["record_trajectories_batched"]
 
@@ -62,46 +65,42 @@ def _stacked_predict(net, feat, params, buffers, pset, batch: int = 2048) -> tor
     return p / p.sum(-1, keepdim=True)
 
 
-def record_trajectories_batched(dataset: str = "fashion_mnist", classes=tuple(range(10)), *, n_seeds: int = 3,
-                                steps: int = 300, checkpoints=None, n_test: int = 1000, n_train=None,
-                                batch_size: int = 64, optimizer: str = "sgd", lr: float = 0.05,
-                                momentum: float = 0.9, channels=(8, 16), seed: int = 0, data_seed: int = 0,
-                                readout: str = "softmax", union_classes=None, n_imprint: int = 100,
-                                device="auto", progress: bool = False) -> Trajectories:
+def record_trajectories_batched(config=None, classes=None, *, device="auto", progress: bool = False,
+                                **changes) -> Trajectories:
     """:func:`tasknb.trajectories.record_trajectories` with the ``n_seeds`` networks trained at once.
 
-    Same arguments, same validation, same initialisations (``init_cnn(C, channels, seed + k)``),
+    Same arguments (a :class:`~tasknb.trajectories.RunConfig` or a dataset name, then RunConfig
+    fields as keywords), same validation, same initialisations (``init_cnn(C, channels, seed + k)``),
     same mini-batch order per seed (``batch_stream(n, batch_size, seed + k)``) and the same
     prediction set; the forward and backward passes of all seeds run as one ``vmap``-ed call on
     stacked weights, and one optimizer steps them all (element-wise, hence per seed).
 
     Returns :class:`Trajectories` with ``probs`` (n_seeds, T, N, K) float32, equal to the
     sequential recorder's up to float reassociation amplified by training (see the module
-    docstring); same arguments -> same numbers.
+    docstring); ``config["batched"]`` is True.  Same arguments -> same numbers.
     """
-    config = _validated_config(dataset, classes, n_seeds, steps, checkpoints, n_test, n_train, batch_size,
-                               optimizer, lr, momentum, channels, seed, data_seed, readout, union_classes, n_imprint)
-    classes, union, channels, checkpoints = (config["classes"], config["union_classes"], config["channels"],
-                                             config["checkpoints"])
-    n_seeds, steps, seed = config["n_seeds"], config["steps"], config["seed"]
+    if classes is not None:
+        changes["classes"] = classes
+    c = run_config(config, **changes)
+    checkpoints, n_seeds, steps, seed = c.checkpoints, c.n_seeds, c.steps, c.seed
     dev = get_device(device)
 
-    Xtr, ytr = load_task_images(dataset, "train", classes)
-    Xtr, ytr = draw_subset(Xtr, ytr, n_train, data_seed + 1)
-    pset = prediction_set(dataset, union, n_test, readout=readout, n_imprint=n_imprint,
-                          data_seed=data_seed, device=dev)
+    Xtr, ytr = load_task_images(c.dataset, "train", c.classes)
+    Xtr, ytr = draw_subset(Xtr, ytr, c.n_train, c.data_seed + 1)
+    pset = prediction_set(c.dataset, c.union_classes, c.n_test, readout=c.readout, n_imprint=c.n_imprint,
+                          data_seed=c.data_seed, device=dev)
     Xtr, ytr = Xtr.to(dev), ytr.to(dev)
-    C, S = len(classes), n_seeds
-    nets = [init_cnn(C, channels, seed + k, dev) for k in range(S)]
+    C, S = len(c.classes), n_seeds
+    nets = [init_cnn(C, c.channels, seed + k, dev) for k in range(S)]
     params, buffers = stack_module_state(nets)
-    net = SmallCNN(C, channels).to(dev)     # a template: its own weights are never used
-    feat = _Features(C, channels).to(dev)
-    opt = make_optimizer(list(params.values()), optimizer, lr, momentum)
-    streams = [batch_stream(len(ytr), batch_size, seed + k) for k in range(S)]
+    net = SmallCNN(C, c.channels).to(dev)     # a template: its own weights are never used
+    feat = _Features(C, c.channels).to(dev)
+    opt = make_optimizer(list(params.values()), c.optimizer, c.lr, c.momentum, c.weight_decay)
+    streams = [batch_stream(len(ytr), c.batch_size, seed + k) for k in range(S)]
     loss_one = lambda p, b, x, y: F.cross_entropy(functional_call(net, (p, b), (x,)), y)  # noqa: E731
     losses = vmap(loss_one)
 
-    probs = np.empty((S, len(checkpoints), n_test, len(union)), dtype=np.float32)
+    probs = np.empty((S, len(checkpoints), c.n_test, len(c.union_classes)), dtype=np.float32)
     wanted, t_idx = set(checkpoints), 0
     bar = progress_bar(steps, f"training {S} seeds at once", progress)
     for step in range(steps + 1):
@@ -119,5 +118,4 @@ def record_trajectories_batched(dataset: str = "fashion_mnist", classes=tuple(ra
             bar.update(1)
     if bar is not None:
         bar.close()
-    config["batched"] = True
-    return trajectories_from_probs(probs, checkpoints, pset, [seed + k for k in range(S)], config)
+    return trajectories_from_probs(probs, checkpoints, pset, c.seeds, {**c.to_dict(), "batched": True})

@@ -10,6 +10,9 @@
 
 Images are returned as float tensors in [0, 1] of shape (n, 1, h, w) with integer
 labels of shape (n,).  Nothing is downloaded.
+
+``load_task_images`` gives the 28x28 images of a class subset with task labels 0..C-1, and
+``draw_subset`` a seeded sample of them (the training and test pools of Part S).
 """
 from __future__ import annotations
 
@@ -22,10 +25,11 @@ import numpy as np
 import torch
 
 from .device import generator
+from .tasks import class_subset
 from .validation import check_choice, check_positive_int, check_seed
 
 __all__ = ["DATASETS", "FASHION_CLASSES", "FASHION_SUPERCLASSES", "load_dataset", "load_fashion_mnist",
-           "load_digits", "data_root", "block_shuffle", "invert", "upsample"]
+           "load_digits", "data_root", "block_shuffle", "invert", "upsample", "load_task_images", "draw_subset"]
 
 DATASETS = ("fashion_mnist", "digits")
 SPLITS = ("train", "test")
@@ -179,3 +183,24 @@ def block_shuffle(x: torch.Tensor, block_size: int, seed: int = 0) -> torch.Tens
     blocks = x.reshape(n, c, k, block_size, k, block_size).permute(0, 1, 2, 4, 3, 5).reshape(n, c, nb, block_size, block_size)
     blocks = blocks[:, :, perm]
     return blocks.reshape(n, c, k, k, block_size, block_size).permute(0, 1, 2, 4, 3, 5).reshape(n, c, h, w)
+
+
+def load_task_images(dataset: str, split: str, classes) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (n, 1, 28, 28) of the dataset classes ``classes`` and their task labels 0..C-1 (label c
+    = dataset class ``classes[c]``, :func:`tasknb.tasks.class_subset`); digits are upsampled to 28x28."""
+    check_choice("dataset", dataset, DATASETS)
+    kw = {"size": 28} if dataset == "digits" else {}
+    X, y = load_dataset(dataset, split, **kw)
+    return class_subset(X, y, classes)
+
+
+def draw_subset(X, y, n, seed: int, name: str = "n_train"):
+    """``n`` samples of (X, y) drawn without replacement with ``seed`` (all of them when n is None);
+    ``name`` is the parameter named in the error when n is out of range."""
+    if n is None:
+        return X, y
+    n = check_positive_int(name, n)
+    if n > len(y):
+        raise ValueError(f"{name} must be an integer in [1, {len(y)}] for these classes, got {n}")
+    idx = torch.randperm(len(y), generator=generator(seed))[:n]
+    return X[idx], y[idx]

@@ -8,14 +8,17 @@ kernels of Part S, written from the formulas of the paper:
 ``bhattacharyya_matrix``   pairwise sample-averaged Bhattacharyya distance, eq. (2), batched/chunked
 ``bhattacharyya``          the same distance between matching models (broadcast over leading axes)
 ``geodesic``               great-circle geodesic on the product of spheres, eq. (3)
+``reference_points``       the ignorance model P_0 (uniform rows) and the truth P_* (one-hot rows)
 ``progress``               progress t_w along the ignorance -> truth geodesic, eq. (4)
 ``interpolate_trajectory`` checkpoints -> points at a uniform grid of progress (text after eq. 4)
 ``trajectory_distance``    integral of d_B along two re-indexed trajectories, eq. (5)
 ``riemann_length``         Riemann length of a trajectory, eq. (6)
 ``mean_trajectory``, ``tube_radius``, ``normalized_distance``   App. G and Remark 5
-``imprint``, ``imprinted_probabilities``, ``to_union_task``       eqs. (7)-(8), App. D-E
 ``inpca``                  intensive PCA, eqs. (9)-(11) and App. F
 ``stochastic_projection``, ``inpca_projected``                  the projection trick of App. A.2
+
+Reading a network as such an array (softmax head, imprinted head of eqs. 7-8) is
+:mod:`tasknb.readout`'s job; this module only measures points of prediction space.
 
 Everything accepts NumPy arrays or torch tensors; heavy work runs in torch on
 ``tasknb.device.get_device()`` (CUDA when present, CPU otherwise).  Results come back as NumPy
@@ -31,13 +34,14 @@ import numpy as np
 import torch
 
 from .device import get_device
-from .validation import check_choice, check_positive_int, check_real_in, check_seed
+from .validation import check_choice, check_positive_int, check_positive_real, check_real_in, check_seed
 
 __all__ = [
     "PROB_ATOL",
     "bhattacharyya_matrix",
     "bhattacharyya",
     "geodesic",
+    "reference_points",
     "progress",
     "interpolate_trajectory",
     "trajectory_distance",
@@ -45,9 +49,6 @@ __all__ = [
     "mean_trajectory",
     "tube_radius",
     "normalized_distance",
-    "imprint",
-    "imprinted_probabilities",
-    "to_union_task",
     "InPCA",
     "inpca",
     "stochastic_projection",
@@ -341,6 +342,29 @@ def _check_labels(labels, N, C, dev) -> torch.Tensor:
     return torch.as_tensor(lab.astype(np.int64), device=dev)
 
 
+def reference_points(labels, n_classes: int, *, clip: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The two ends of the geodesic of eq. (4) of S for the labels of N samples.
+
+    ``P0`` (N, C): the ignorance model, every row uniform (1/C); ``Pstar`` (N, C): the truth, row n
+    the one-hot vector of ``labels[n]``.  ``labels`` (N,) integers in [0, n_classes - 1] (NumPy or
+    torch); ``n_classes`` C >= 2.  With ``clip`` (a float in (0, 1)) every entry of P_* is raised to
+    at least ``clip`` and the rows renormalised (a truth with no exact zeros); default None, exact
+    one-hot rows.  Returns float64 NumPy arrays (P0, Pstar).
+    """
+    C = check_positive_int("n_classes", n_classes, minimum=2)
+    lab = labels.detach().cpu().numpy() if _is_torch(labels) else np.asarray(labels)
+    if lab.ndim != 1 or lab.size == 0:
+        raise ValueError(f"labels must be a non-empty 1-D array of integers in [0, {C - 1}], got shape {lab.shape}")
+    _check_labels(lab, lab.shape[0], C, "cpu")
+    P0 = np.full((lab.shape[0], C), 1.0 / C)
+    Pstar = np.eye(C)[lab]
+    if clip is not None:
+        clip = check_real_in("clip", clip, 0.0, 1.0)
+        Pstar = np.clip(Pstar, clip, None)
+        Pstar /= Pstar.sum(-1, keepdims=True)
+    return P0, Pstar
+
+
 def progress(P, labels, *, tol: float = 1e-10, device=None):
     """Progress t_w of eq. (4) of S: where along the ignorance -> truth geodesic a model sits.
 
@@ -569,74 +593,6 @@ def normalized_distance(trajs_1, trajs_2, *, device=None):
     return _back(d, _is_torch(trajs_1))
 
 
-# ----------------------------------------------------------------------------- eqs. (7)-(8)
-def _features(name, x, dev):
-    shape = _shape_of(name, x)
-    if len(shape) < 2:
-        raise ValueError(f"{name} must have shape (..., n, d), got shape {shape}")
-    t = _to_tensor(x, dev)
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} must be finite; it has NaN or inf entries")
-    return t
-
-
-def imprint(features, labels, n_classes: int, *, normalize_features: bool = False, device=None):
-    """Imprinted classifier weights, eq. (7) of S (App. D).
-
-    ``w_c = h_c / ||h_c||`` with ``h_c`` the sum of the features of the samples of class c.
-    ``features`` (..., n, d) (leading axes e.g. checkpoints, handled at once); ``labels`` (n,)
-    integers in [0, n_classes - 1], every class present.  With ``normalize_features`` each
-    feature vector is scaled to unit norm first (cosine classifier).  Returns (..., n_classes, d).
-    """
-    dev = _resolve_device(device, features)
-    n_classes = check_positive_int("n_classes", n_classes, minimum=2)
-    f = _features("features", features, dev)
-    lab = _check_labels(labels, f.shape[-2], n_classes, dev)
-    if torch.bincount(lab, minlength=n_classes).min() == 0:
-        raise ValueError(f"labels must contain every class 0..{n_classes - 1} to imprint its weights")
-    if normalize_features:
-        f = f / f.norm(dim=-1, keepdim=True).clamp(min=_TINY)
-    onehot = torch.nn.functional.one_hot(lab, n_classes).to(torch.float64)  # (n, K)
-    h = onehot.T @ f  # (..., K, d)
-    w = h / h.norm(dim=-1, keepdim=True).clamp(min=_TINY)
-    return _back(w, _is_torch(features))
-
-
-def imprinted_probabilities(features, weights, *, normalize_features: bool = False, scale: float = 1.0, device=None):
-    """Softmax predictions of an imprinted head: ``p(c|x) = softmax_c(scale * w_c . phi(x))`` (App. E).
-
-    ``features`` (..., n, d), ``weights`` (..., K, d) from ``imprint``; returns (..., n, K).
-    """
-    dev = _resolve_device(device, features)
-    f = _features("features", features, dev)
-    w = _features("weights", weights, dev)
-    if f.shape[-1] != w.shape[-1]:
-        raise ValueError(f"features and weights must share the feature dimension d, got {f.shape[-1]} and {w.shape[-1]}")
-    from .validation import check_positive_real
-
-    scale = check_positive_real("scale", scale)
-    if normalize_features:
-        f = f / f.norm(dim=-1, keepdim=True).clamp(min=_TINY)
-    return _back(torch.softmax(scale * f @ w.transpose(-1, -2), dim=-1), _is_torch(features))
-
-
-def to_union_task(features, union_labels, n_union: int, *, eval_features=None, normalize_features: bool = False,
-                  scale: float = 1.0, device=None):
-    """Map a model (its backbone features) to the union task, eq. (8) of S.
-
-    A model trained on task k predicts over its own C^k classes; to compare models of different
-    tasks the paper re-heads each on the union task U (all classes) by imprinting (eq. 7) and
-    then reads its predictions on U's samples.  ``features`` (..., n, d) of U's samples with
-    ``union_labels`` (n,) in [0, n_union - 1] give the head; predictions are made on
-    ``eval_features`` (..., N, d) (default: the same samples).  Returns (..., N, n_union).
-    """
-    w = imprint(features, union_labels, n_union, normalize_features=normalize_features, device=device)
-    ev = features if eval_features is None else eval_features
-    if _is_torch(ev) and not _is_torch(w):
-        w = torch.as_tensor(w)
-    return imprinted_probabilities(ev, w, normalize_features=normalize_features, scale=scale, device=device)
-
-
 # ----------------------------------------------------------------------------- eqs. (9)-(11)
 @dataclass
 class InPCA:
@@ -757,8 +713,6 @@ def stochastic_projection(P, n_out: int, *, seed: int = 0, concentration: float 
         raise ValueError(f"P must have shape (..., N, C), got shape {shape}")
     n_out = check_positive_int("n_out", n_out, minimum=2)
     seed = check_seed("seed", seed)
-    from .validation import check_positive_real
-
     concentration = check_positive_real("concentration", concentration)
     C = shape[-1]
     R = np.random.default_rng(seed).dirichlet(np.full(n_out, concentration), size=C).T  # (n_out, C)

@@ -1,72 +1,48 @@
-"""Training trajectories in prediction space (Ramesh et al. 2023, "S", §2 and App. C).
+"""Training runs recorded as trajectories in prediction space (Ramesh et al. 2023, "S", §2, App. C).
 
-A network trained on a task is recorded, at chosen checkpoints, by its softmax predictions on a
-FIXED set of N test images: an (N, C) array of probability rows, the model's coordinates in the
-prediction space of eq. (1) of S.  Several seeds give an array (n_seeds, T, N, C), the input of
-every kernel in :mod:`tasknb.geometry`.
+A network trained on a task is recorded, at chosen checkpoints, by its predictions on a FIXED set of
+N test images, read through a :class:`tasknb.readout.PredictionSet` (its own softmax head, or a head
+imprinted over some classes, eqs. 7-8 of S): an (N, K) array of probability rows, the model's
+coordinates in the prediction space of eq. (1) of S.  Several seeds give an array
+(n_seeds, T, N, K), the input of every kernel of :mod:`tasknb.geometry`.
 
-``SmallCNN``              a two-conv-layer network for 28x28 grey images (about 4k weights)
+``RunConfig``             the validated, hashable description of a run of seeds (data, training, readout)
+``run_config``            a RunConfig from a base config and/or keyword arguments (one validation)
 ``default_checkpoints``   0 plus roughly log-spaced steps up to the last one
-``record_trajectories``   train several seeds and record their predictions -> :class:`Trajectories`
+``make_optimizer``, ``batch_stream``, ``supervised_step``   the pieces of one supervised step
+``record_run``            run any ``train_step`` and read the model at the checkpoints (the one loop)
+``record_seeds``          the per-seed loop of every recorder (supervised, episodic, contrastive, ...)
+``train_supervised_seeds``  cross-entropy training of the SmallCNNs of a RunConfig, recorded
+``record_trajectories``   a RunConfig run end to end -> :class:`Trajectories`
 ``save_trajectories`` / ``load_trajectories``   torch.save / torch.load(weights_only=True)
-``product_hellinger_vs_n``  the product-Hellinger distance of §2 and the averaged Bhattacharyya
-                          distance (eq. 2) on the first N samples, for a range of N
 
-Seeds are trained one after another (a plain loop: simple and exactly reproducible); each seed
-draws its initialisation and its mini-batch order from its own generator, so a seed gives the
-same numbers whatever the other seeds are.  Work runs on ``tasknb.device.get_device()``.
+Seeds are trained one after another (a plain loop: simple and exactly reproducible); seed k of a run
+is ``seed + k`` and draws its initialisation and mini-batch order from its own generator, so a seed
+gives the same numbers whatever the other seeds are.  Work runs on ``tasknb.device.get_device()``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+from tqdm.auto import tqdm
 
-from .data import DATASETS, load_dataset
+from .data import DATASETS, draw_subset, load_task_images
 from .device import generator, get_device
-from .tasks import class_subset
+from .networks.cnn import check_channels, init_cnn
+from .readout import READOUTS, PredictionSet, prediction_set
 from .validation import (check_choice, check_int_sequence, check_positive_int, check_positive_real,
                          check_seed)
 
-__all__ = ["SmallCNN", "Trajectories", "PredictionSet", "default_checkpoints", "record_trajectories",
-           "record_run", "prediction_set", "init_cnn", "batch_stream", "make_optimizer", "load_task_images",
-           "draw_subset", "check_checkpoints", "check_channels", "supervised_step", "train_supervised_seeds", "record_seeds", "trajectories_from_probs", "progress_bar",
-           "save_trajectories", "load_trajectories", "product_hellinger_vs_n", "OPTIMIZERS", "READOUTS"]
+__all__ = ["RunConfig", "RUN_FIELDS", "run_config", "Trajectories", "default_checkpoints", "record_trajectories", "record_run",
+           "batch_stream", "make_optimizer", "check_checkpoints", "supervised_step", "train_supervised_seeds",
+           "record_seeds", "trajectories_from_probs", "progress_bar", "save_trajectories", "load_trajectories",
+           "OPTIMIZERS"]
 
-#: optimizers accepted by :func:`record_trajectories`
+#: optimizers accepted by :func:`make_optimizer` and :class:`RunConfig`
 OPTIMIZERS = ("sgd", "adam")
-
-
-class SmallCNN(nn.Module):
-    """Conv(1->c1, 5x5, stride 2) - ReLU - Conv(c1->c2, 3x3, stride 2) - ReLU - 4x4 average pool -
-    Linear(16*c2 -> n_classes).  Input (B, 1, 28, 28), output logits (B, n_classes).
-
-    With the defaults ``channels=(8, 16)`` and 10 classes: 3,954 weights.
-    """
-
-    def __init__(self, n_classes: int = 10, channels=(8, 16)):
-        super().__init__()
-        n_classes = check_positive_int("n_classes", n_classes, minimum=2)
-        channels = [check_positive_int("channels", c) for c in channels]
-        if len(channels) != 2:
-            raise ValueError(f"channels must be a pair of integers >= 1 (c1, c2), got {channels}")
-        c1, c2 = channels
-        self.conv1 = nn.Conv2d(1, c1, 5, stride=2, padding=2)   # 28 -> 14
-        self.conv2 = nn.Conv2d(c1, c2, 3, stride=2, padding=1)  # 14 -> 7
-        self.pool = nn.AdaptiveAvgPool2d(4)
-        self.head = nn.Linear(16 * c2, n_classes)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate features phi(x; w_1) of eq. (7) of S: (B, 1, 28, 28) -> (B, 16*c2), >= 0."""
-        x = F.relu(self.conv1(x))
-        x = F.relu(self.conv2(x))
-        return self.pool(x).flatten(1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
 
 
 @dataclass
@@ -79,7 +55,7 @@ class Trajectories:
     seeds : list of the n_seeds seeds
     classes : list of the dataset classes used (label c of the task is dataset class classes[c])
     accuracy : float64 (n_seeds, T), test accuracy on the N images at each checkpoint
-    config : dict of the arguments of :func:`record_trajectories`
+    config : dict of the run's :class:`RunConfig` (``RunConfig.to_dict``) and the method's own knobs
     """
 
     probs: np.ndarray
@@ -110,19 +86,6 @@ def default_checkpoints(steps: int, n: int = 10) -> list[int]:
     return [0] + [int(p) for p in pts]
 
 
-READOUTS = ("softmax", "imprint")
-
-
-def init_cnn(n_classes: int, channels=(8, 16), seed: int = 0, device="auto") -> SmallCNN:
-    """A :class:`SmallCNN` whose weights depend on ``seed`` only (drawn on the CPU, then moved to
-    ``device``), so a seed gives the same network on every device and whatever ran before."""
-    seed = check_seed("seed", seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = SmallCNN(n_classes, channels)
-    return model.to(get_device(device))
-
-
 def batch_stream(n: int, batch_size: int, seed: int):
     """Endless mini-batch index tensors (batch_size,) over range(n): reshuffled epochs drawn from a
     generator seeded with ``seed``; a short tail of an epoch is dropped."""
@@ -149,111 +112,6 @@ def make_optimizer(params, optimizer: str = "sgd", lr: float = 0.05, momentum: f
     if optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-
-
-def load_task_images(dataset: str, split: str, classes) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (n, 1, 28, 28) and task labels 0..C-1 of ``classes`` (digits upsampled to 28x28)."""
-    check_choice("dataset", dataset, DATASETS)
-    kw = {"size": 28} if dataset == "digits" else {}
-    X, y = load_dataset(dataset, split, **kw)
-    return class_subset(X, y, classes)
-
-
-def draw_subset(X, y, n, seed: int, name: str = "n_train"):
-    """``n`` samples of (X, y) drawn without replacement with ``seed`` (all of them when n is None)."""
-    if n is None:
-        return X, y
-    n = check_positive_int(name, n)
-    if n > len(y):
-        raise ValueError(f"{name} must be an integer in [1, {len(y)}] for these classes, got {n}")
-    idx = torch.randperm(len(y), generator=generator(seed))[:n]
-    return X[idx], y[idx]
-
-
-@dataclass
-class PredictionSet:
-    """Where and how a model is read as a point of prediction space.
-
-    X : (N, 1, 28, 28) fixed test images; labels : (N,) their labels in 0..K-1 (K = len(classes));
-    classes : the dataset classes of the K columns.
-    readout : "softmax" -- the model's own head, which must have K outputs; or "imprint" -- eq. (7)
-        of S: a fresh head is imprinted from the penultimate features of ``X_imprint`` (labels
-        ``y_imprint`` in 0..K-1) and applied to the features of X (eq. 8, the union task).  Any
-        network with a ``features(x) -> (B, d)`` method can be read with "imprint", whatever its
-        own head (or none: prototypical and contrastive networks).
-    """
-
-    X: torch.Tensor
-    labels: torch.Tensor
-    classes: list
-    readout: str = "softmax"
-    X_imprint: torch.Tensor | None = None
-    y_imprint: torch.Tensor | None = None
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.classes)
-
-    @torch.no_grad()
-    def predict(self, model, batch: int = 2048) -> torch.Tensor:
-        """Float64 probabilities (N, K) of ``model`` on the fixed images (model put in eval mode and
-        restored)."""
-        was_training = model.training
-        model.eval()
-        try:
-            if self.readout == "softmax":
-                p = torch.cat([torch.softmax(model(self.X[i:i + batch]).double(), -1)
-                               for i in range(0, len(self.X), batch)])
-                if p.shape[-1] != self.n_classes:
-                    raise ValueError(f"the model has {p.shape[-1]} outputs but this prediction set has "
-                                     f"{self.n_classes} classes; use readout='imprint'")
-            else:
-                from .geometry import to_union_task
-                f_imp = torch.cat([model.features(self.X_imprint[i:i + batch]).double()
-                                   for i in range(0, len(self.X_imprint), batch)])
-                f_test = torch.cat([model.features(self.X[i:i + batch]).double()
-                                    for i in range(0, len(self.X), batch)])
-                p = to_union_task(f_imp, self.y_imprint, self.n_classes, eval_features=f_test)
-        finally:
-            model.train(was_training)
-        return p / p.sum(-1, keepdim=True)
-
-
-def prediction_set(dataset: str = "fashion_mnist", classes=tuple(range(10)), n_test: int = 1000, *,
-                   readout: str = "softmax", n_imprint: int = 100, data_seed: int = 0,
-                   device="auto") -> PredictionSet:
-    """The fixed test images of ``classes`` (``n_test`` drawn once with ``data_seed``) and, for
-    ``readout="imprint"``, ``n_imprint`` training images per class to imprint heads from (eq. 7).
-
-    Models trained on different tasks (class subsets, relabelings, no labels at all) become points
-    of one prediction space when read through the same ``prediction_set(..., readout="imprint")``
-    over the union of their classes (eq. 8 of S).
-    """
-    check_choice("dataset", dataset, DATASETS)
-    classes = check_int_sequence("classes", classes, minimum=0, maximum=9)
-    if len(classes) < 2:
-        raise ValueError(f"classes must hold at least 2 distinct classes in 0..9, got {classes}")
-    n_test = check_positive_int("n_test", n_test)
-    check_choice("readout", readout, READOUTS)
-    data_seed = check_seed("data_seed", data_seed)
-    dev = get_device(device)
-    Xte, yte = load_task_images(dataset, "test", classes)
-    Xte, yte = draw_subset(Xte, yte, n_test, data_seed, name="n_test")
-    Xi = yi = None
-    if readout == "imprint":
-        n_imprint = check_positive_int("n_imprint", n_imprint)
-        Xtr, ytr = load_task_images(dataset, "train", classes)
-        g = generator(data_seed + 2)
-        picks = []
-        for c in range(len(classes)):
-            idx = torch.nonzero(ytr == c).flatten()
-            if n_imprint > len(idx):
-                raise ValueError(f"n_imprint must be an integer in [1, {len(idx)}] for class {classes[c]}, got {n_imprint}")
-            picks.append(idx[torch.randperm(len(idx), generator=g)[:n_imprint]])
-        sel = torch.cat(picks)
-        Xi, yi = Xtr[sel].to(dev), ytr[sel].to(dev)
-    return PredictionSet(X=Xte.to(dev), labels=yte.to(dev), classes=classes, readout=readout,
-                         X_imprint=Xi, y_imprint=yi)
 
 
 def check_checkpoints(checkpoints, steps: int) -> list[int]:
@@ -295,20 +153,142 @@ def record_run(model, train_step, steps: int, checkpoints, pset: PredictionSet, 
     return probs, states
 
 
+@dataclass(frozen=True)
+class RunConfig:
+    """What a recorder runs: the task, the seeds, the training and where the models are read.
+
+    dataset : "fashion_mnist" (default) or "digits" (upsampled to 28x28).
+    classes : the task's dataset classes (>= 2 distinct in 0..9, default all ten); label c is
+        dataset class classes[c] (``tasks.class_subset``).
+    n_seeds : int >= 1, default 3; seed k is ``seed + k`` (initialisation, batch order, views...).
+    steps : int >= 1, default 300, optimizer steps.
+    checkpoints : increasing distinct ints in [0, steps]; default ``default_checkpoints(steps)``
+        (filled in at construction); 0 is the initialisation.  T = len(checkpoints).
+    n_test : int >= 1, default 1000, N fixed test images drawn once with ``data_seed``.
+    n_train : int >= 1 or None (default: every training image of the classes), drawn with
+        ``data_seed + 1``.
+    batch_size : int >= 1, default 64.   optimizer : "sgd" (default, with ``momentum``) or "adam".
+    lr : float > 0, default 0.05.   momentum : float >= 0, default 0.9 (SGD only).
+    weight_decay : float >= 0, default 0.
+    channels : (c1, c2) of the SmallCNN, default (8, 16).
+    seed, data_seed : ints >= 0, default 0.
+    readout : "softmax" (the network's own head over ``classes``) or "imprint" (eqs. 7-8 of S:
+        heads imprinted from ``n_imprint`` training images per class of ``union_classes``).
+    union_classes : classes of the prediction space, default ``classes`` (filled in at
+        construction); other classes need ``readout="imprint"``.
+    n_imprint : int >= 1, default 100.
+
+    Every field is checked in ``__post_init__`` (ValueError naming the field and what it accepts);
+    sequences are stored as tuples, so a RunConfig is hashable and two configs that describe the
+    same run compare and hash equal.  Method-specific knobs (way/shot, temperature, tau, mu...)
+    are not part of it: they are arguments of their recorders.
+    """
+
+    dataset: str = "fashion_mnist"
+    classes: tuple = tuple(range(10))
+    n_seeds: int = 3
+    steps: int = 300
+    checkpoints: tuple | None = None
+    n_test: int = 1000
+    n_train: int | None = None
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    channels: tuple = (8, 16)
+    seed: int = 0
+    data_seed: int = 0
+    readout: str = "softmax"
+    union_classes: tuple | None = None
+    n_imprint: int = 100
+
+    def __post_init__(self):
+        check_choice("dataset", self.dataset, DATASETS)
+        classes = check_int_sequence("classes", self.classes, minimum=0, maximum=9)
+        if len(classes) < 2:
+            raise ValueError(f"classes must hold at least 2 distinct classes in 0..9, got {classes}")
+        steps = check_positive_int("steps", self.steps)
+        n_train = None if self.n_train is None else check_positive_int("n_train", self.n_train)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("readout", self.readout, READOUTS)
+        union = classes if self.union_classes is None else check_int_sequence("union_classes", self.union_classes,
+                                                                              0, 9)
+        if self.readout == "softmax" and union != classes:
+            raise ValueError("union_classes needs readout='imprint' (a softmax head only predicts its own classes)")
+        if len(union) < 2:
+            raise ValueError(f"union_classes must hold at least 2 distinct classes in 0..9, got {union}")
+        normalised = dict(
+            classes=tuple(classes), n_seeds=check_positive_int("n_seeds", self.n_seeds), steps=steps,
+            checkpoints=tuple(check_checkpoints(self.checkpoints, steps)),
+            n_test=check_positive_int("n_test", self.n_test), n_train=n_train,
+            batch_size=check_positive_int("batch_size", self.batch_size), lr=check_positive_real("lr", self.lr),
+            momentum=check_positive_real("momentum", self.momentum, allow_zero=True),
+            weight_decay=check_positive_real("weight_decay", self.weight_decay, allow_zero=True),
+            channels=tuple(check_channels(self.channels)), seed=check_seed("seed", self.seed),
+            data_seed=check_seed("data_seed", self.data_seed), union_classes=tuple(union),
+            n_imprint=check_positive_int("n_imprint", self.n_imprint))
+        for name, value in normalised.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def seeds(self) -> list[int]:
+        """The n_seeds seeds ``seed + k``."""
+        return [self.seed + k for k in range(self.n_seeds)]
+
+    def replace(self, **changes) -> "RunConfig":
+        """A copy with some fields changed (validated again); unknown names raise ValueError.
+
+        Fields that were filled in by default follow what they were derived from: changing
+        ``steps`` (``classes``) of a config whose checkpoints (union_classes) are the defaults
+        gives the new defaults, unless they are changed too."""
+        _check_field_names(changes)
+        changes = dict(changes)
+        if ("steps" in changes and "checkpoints" not in changes
+                and self.checkpoints == tuple(default_checkpoints(self.steps))):
+            changes["checkpoints"] = None
+        if "classes" in changes and "union_classes" not in changes and self.union_classes == self.classes:
+            changes["union_classes"] = None
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """The fields as a plain dict, tuples as lists (what :class:`Trajectories` stores and
+        ``torch.load(weights_only=True)`` reads back)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+#: the names of the fields of a :class:`RunConfig`
+RUN_FIELDS = tuple(f.name for f in fields(RunConfig))
+
+
+def _check_field_names(names) -> None:
+    unknown = sorted(set(names) - set(RUN_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown run parameter(s) {unknown}; a RunConfig has {list(RUN_FIELDS)}")
+
+
+def run_config(config=None, defaults: dict | None = None, **changes) -> RunConfig:
+    """The :class:`RunConfig` a recorder runs.
+
+    ``config`` : a RunConfig (``changes`` then replace some of its fields, :meth:`RunConfig.replace`), or a dataset name, or
+    None (a RunConfig is built from ``defaults`` -- the recorder's own defaults -- updated with
+    ``changes``).  Every value is validated once, by RunConfig.
+    """
+    _check_field_names(changes)
+    if isinstance(config, RunConfig):
+        return config.replace(**changes) if changes else config
+    if config is not None:
+        changes = {"dataset": config, **changes}
+    defaults = dict(defaults or {})
+    _check_field_names(defaults)
+    return RunConfig(**{**defaults, **changes})
+
+
 def progress_bar(total: int, desc: str, enabled: bool):
     """A tqdm.auto bar when ``enabled``, else None."""
     if not enabled:
         return None
-    from tqdm.auto import tqdm
     return tqdm(total=total, desc=desc)
-
-
-def check_channels(channels) -> list[int]:
-    """(c1, c2) of a SmallCNN: a pair of integers >= 1."""
-    channels = [check_positive_int("channels", c) for c in (channels if hasattr(channels, "__len__") else [channels])]
-    if len(channels) != 2:
-        raise ValueError(f"channels must be a pair of integers >= 1 (c1, c2), got {channels}")
-    return channels
 
 
 def supervised_step(model, opt, X: torch.Tensor, y: torch.Tensor, batches):
@@ -324,22 +304,25 @@ def supervised_step(model, opt, X: torch.Tensor, y: torch.Tensor, batches):
     return train_step
 
 
-def train_supervised_seeds(X: torch.Tensor, y: torch.Tensor, n_classes: int, pset: PredictionSet, *, n_seeds: int,
-                           steps: int, checkpoints, batch_size: int, optimizer: str, lr: float, momentum: float,
-                           channels, seed: int, keep_states: bool = False, progress: bool = False,
-                           desc: str = "training seeds"):
-    """Seed k = ``seed + k``: ``init_cnn(n_classes, channels, seed + k)``, mini-batches from
-    ``batch_stream(n, batch_size, seed + k)``, ``steps`` cross-entropy steps on (X, y), read
-    through ``pset`` at ``checkpoints``.  Arguments are assumed checked (callers validate them).
+def train_supervised_seeds(X: torch.Tensor, y: torch.Tensor, pset: PredictionSet, config: RunConfig, *,
+                           keep_states: bool = False, progress: bool = False, desc: str = "training seeds"):
+    """Cross-entropy training of the seeds of ``config`` on images X (n, 1, 28, 28) with task labels
+    y (n,) in 0..C-1 (C = len(config.classes)), read through ``pset`` at ``config.checkpoints``.
+
+    Seed k = ``config.seed + k``: ``init_cnn(C, config.channels, seed + k)``, mini-batches from
+    ``batch_stream(n, config.batch_size, seed + k)``, ``config.steps`` steps of
+    ``make_optimizer(config.optimizer, lr, momentum, weight_decay)``.
 
     Returns probs float32 (n_seeds, T, N, K) and, with ``keep_states``, states[k][t] (else None).
     """
-    def build(_k, s):
-        model = init_cnn(n_classes, channels, s, X.device)
-        opt = make_optimizer(model.parameters(), optimizer, lr, momentum)
-        return model, supervised_step(model, opt, X, y, batch_stream(len(y), batch_size, s))
+    c = config
 
-    return record_seeds(build, n_seeds, steps, checkpoints, pset, seed=seed, keep_states=keep_states,
+    def build(_k, s):
+        model = init_cnn(len(c.classes), c.channels, s, X.device)
+        opt = make_optimizer(model.parameters(), c.optimizer, c.lr, c.momentum, c.weight_decay)
+        return model, supervised_step(model, opt, X, y, batch_stream(len(y), c.batch_size, s))
+
+    return record_seeds(build, c.n_seeds, c.steps, c.checkpoints, pset, seed=c.seed, keep_states=keep_states,
                         progress=progress, desc=desc)
 
 
@@ -364,99 +347,37 @@ def record_seeds(build, n_seeds: int, steps: int, checkpoints, pset: PredictionS
     return probs, states
 
 
-def _validated_config(dataset, classes, n_seeds, steps, checkpoints, n_test, n_train, batch_size, optimizer,
-                      lr, momentum, channels, seed, data_seed, readout, union_classes, n_imprint) -> dict:
-    """Check the arguments of the supervised recorders by name; return them, normalised, as a dict."""
-    check_choice("dataset", dataset, DATASETS)
-    classes = check_int_sequence("classes", classes, minimum=0, maximum=9)
-    if len(classes) < 2:
-        raise ValueError(f"classes must hold at least 2 distinct classes in 0..9, got {classes}")
-    n_seeds = check_positive_int("n_seeds", n_seeds)
-    steps = check_positive_int("steps", steps)
-    checkpoints = check_checkpoints(checkpoints, steps)
-    n_test = check_positive_int("n_test", n_test)
-    batch_size = check_positive_int("batch_size", batch_size)
-    make_optimizer([torch.zeros(1, requires_grad=True)], optimizer, lr, momentum)  # validates by name
-    channels = check_channels(channels)
-    seed = check_seed("seed", seed)
-    data_seed = check_seed("data_seed", data_seed)
-    check_choice("readout", readout, READOUTS)
-    if readout == "softmax" and union_classes is not None:
-        raise ValueError("union_classes needs readout='imprint' (a softmax head only predicts its own classes)")
-    union = classes if union_classes is None else check_int_sequence("union_classes", union_classes, 0, 9)
-    config = dict(dataset=dataset, classes=classes, n_seeds=n_seeds, steps=steps, checkpoints=checkpoints,
-                  n_test=n_test, n_train=n_train, batch_size=batch_size, optimizer=optimizer, lr=lr,
-                  momentum=momentum, channels=channels, seed=seed, data_seed=data_seed, readout=readout,
-                  union_classes=union, n_imprint=n_imprint)
+def record_trajectories(config=None, classes=None, *, device="auto", progress: bool = False,
+                        **changes) -> Trajectories:
+    """Train the SmallCNNs of a :class:`RunConfig` on its task and record their predictions on a
+    fixed test set.
 
-    return config
-
-
-def record_trajectories(
-    dataset: str = "fashion_mnist",
-    classes=tuple(range(10)),
-    *,
-    n_seeds: int = 3,
-    steps: int = 300,
-    checkpoints=None,
-    n_test: int = 1000,
-    n_train: int | None = None,
-    batch_size: int = 64,
-    optimizer: str = "sgd",
-    lr: float = 0.05,
-    momentum: float = 0.9,
-    channels=(8, 16),
-    seed: int = 0,
-    data_seed: int = 0,
-    readout: str = "softmax",
-    union_classes=None,
-    n_imprint: int = 100,
-    device="auto",
-    progress: bool = False,
-) -> Trajectories:
-    """Train ``n_seeds`` SmallCNNs on a task and record their predictions on a fixed test set.
-
-    Parameters
-    ----------
-    dataset : "fashion_mnist" (default) or "digits" (upsampled to 28x28)
-    classes : sequence of dataset classes, default all ten; the task is ``tasks.class_subset``
-        (labels 0..C-1 in the given order), C = len(classes) >= 2.
-    n_seeds : int >= 1, default 3; seed k uses ``seed + k`` for initialisation and batch order.
-    steps : int >= 1, default 300, optimizer steps (mini-batches drawn by reshuffled epochs).
-    checkpoints : sorted distinct ints in [0, steps], default ``default_checkpoints(steps)``; 0 is
-        the initialisation.  T = len(checkpoints).
-    n_test : int >= 1, default 1000, N: test images, drawn once with ``data_seed``, shared by all seeds.
-    n_train : int or None (default: every training image of the classes), training-set size drawn
-        with ``data_seed``.
-    batch_size : int >= 1, default 64.    optimizer : "sgd" (default, with ``momentum``) or "adam".
-    lr : float > 0, default 0.05.         momentum : float >= 0, default 0.9 (SGD only).
-    channels : (c1, c2), default (8, 16).  device : "auto" (CUDA when present), "cpu" or "cuda".
-    readout : "softmax" (default: the network's own head, test images of ``classes``) or "imprint"
-        (eq. 7-8 of S: heads imprinted from ``n_imprint`` training images per class of
-        ``union_classes``, default ``classes``; test images of ``union_classes``).  Use
-        "imprint" with a shared ``union_classes`` to put runs on different tasks in one space.
+    ``config`` : a RunConfig, or the dataset name; ``classes`` and any other RunConfig field given
+    as a keyword (``n_seeds=``, ``steps=``, ``readout=``...) fill in or replace its fields (defaults:
+    those of RunConfig).  device : "auto" (CUDA when present), "cpu" or "cuda"; progress : a tqdm
+    bar.  Training data: ``config.n_train`` images of the task drawn with ``data_seed + 1``.
+    Readout: ``prediction_set(dataset, union_classes, n_test, readout, n_imprint, data_seed)`` --
+    "softmax" reads the network's own head, "imprint" with a shared ``union_classes`` puts runs on
+    different tasks in one space (eqs. 7-8 of S).
 
     Returns
     -------
-    Trajectories with ``probs`` (n_seeds, T, N, K) float32 (K = C, or len(union_classes) with
-    "imprint"), ``steps`` (T,), ``labels`` (N,), ``accuracy`` (n_seeds, T).
+    Trajectories with ``probs`` (n_seeds, T, N, K) float32 (K = len(union_classes)), ``steps`` (T,),
+    ``labels`` (N,), ``accuracy`` (n_seeds, T), ``config`` = ``RunConfig.to_dict()``.
     Same arguments -> same numbers on the same device.
     """
-    config = _validated_config(dataset, classes, n_seeds, steps, checkpoints, n_test, n_train, batch_size,
-                               optimizer, lr, momentum, channels, seed, data_seed, readout, union_classes, n_imprint)
-    classes, union, channels, checkpoints = (config["classes"], config["union_classes"], config["channels"],
-                                             config["checkpoints"])
+    if classes is not None:
+        changes["classes"] = classes
+    c = run_config(config, **changes)
     dev = get_device(device)
 
-    Xtr, ytr = load_task_images(dataset, "train", classes)
-    Xtr, ytr = draw_subset(Xtr, ytr, n_train, data_seed + 1)
-    pset = prediction_set(dataset, union, n_test, readout=readout, n_imprint=n_imprint,
-                          data_seed=data_seed, device=dev)
+    Xtr, ytr = load_task_images(c.dataset, "train", c.classes)
+    Xtr, ytr = draw_subset(Xtr, ytr, c.n_train, c.data_seed + 1)
+    pset = prediction_set(c.dataset, c.union_classes, c.n_test, readout=c.readout, n_imprint=c.n_imprint,
+                          data_seed=c.data_seed, device=dev)
     Xtr, ytr = Xtr.to(dev), ytr.to(dev)
-    probs, _ = train_supervised_seeds(Xtr, ytr, len(classes), pset, n_seeds=n_seeds, steps=steps,
-                                      checkpoints=checkpoints, batch_size=batch_size, optimizer=optimizer, lr=lr,
-                                      momentum=momentum, channels=channels, seed=seed, progress=progress)
-    return trajectories_from_probs(probs, checkpoints, pset, [seed + k for k in range(n_seeds)], config)
+    probs, _ = train_supervised_seeds(Xtr, ytr, pset, c, progress=progress)
+    return trajectories_from_probs(probs, c.checkpoints, pset, c.seeds, c.to_dict())
 
 
 def trajectories_from_probs(probs, checkpoints, pset: PredictionSet, seeds, config) -> Trajectories:
@@ -486,33 +407,3 @@ def load_trajectories(path) -> Trajectories:
     return Trajectories(probs=d["probs"].numpy(), steps=d["steps"].numpy(), labels=d["labels"].numpy(),
                         seeds=list(d["seeds"]), classes=list(d["classes"]), accuracy=d["accuracy"].numpy(),
                         config=dict(d["config"]))
-
-
-def product_hellinger_vs_n(P, Q, n_values, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Product-Hellinger distance and averaged Bhattacharyya distance on N samples, for each N.
-
-    With per-sample coefficients BC_n = sum_c sqrt(p^n(c) q^n(c)) (samples taken in an order
-    shuffled once with ``seed``, the first N kept):
-
-        H(N)   = 2 (1 - prod_{n<=N} BC_n)      the Hellinger distance between the product models
-                                               (as written in §2 of S; it lies in [0, 2])
-        d_B(N) = -(1/N) sum_{n<=N} log BC_n     eq. (2) of S
-
-    H(N) is non-decreasing in N and tends to 2 once N d_B >> 1; d_B(N) is an average and stays
-    O(1).  P, Q : arrays (N_total, C) of probabilities; n_values : ints in [1, N_total].
-    Returns (H, d_B), each float64 (len(n_values),).
-    """
-    P = np.asarray(P, dtype=np.float64)
-    Q = np.asarray(Q, dtype=np.float64)
-    if P.ndim != 2 or P.shape != Q.shape:
-        raise ValueError(f"P and Q must be arrays (N, C) of the same shape, got {P.shape} and {Q.shape}")
-    for name, X in (("P", P), ("Q", Q)):
-        if not np.isfinite(X).all() or X.min() < 0 or np.abs(X.sum(-1) - 1).max() > 1e-4:
-            raise ValueError(f"{name} must hold probability rows (>= 0, summing to 1)")
-    P, Q = P / P.sum(-1, keepdims=True), Q / Q.sum(-1, keepdims=True)  # float32 rows -> exact float64 sums
-    n_values = check_int_sequence("n_values", n_values, minimum=1, maximum=P.shape[0])
-    perm = torch.randperm(P.shape[0], generator=generator(check_seed("seed", seed))).numpy()
-    logbc = np.log(np.clip(np.sqrt(P * Q).sum(-1), 1e-300, 1.0))[perm]
-    cum = np.cumsum(logbc)
-    idx = np.asarray(n_values) - 1
-    return 2.0 * (1.0 - np.exp(cum[idx])), -cum[idx] / np.asarray(n_values, dtype=np.float64)

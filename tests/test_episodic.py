@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from tasknb.chapters.s5_episodic_training import (episode_stream, prototypes, prototypical_logits, prototypical_loss,
-                             record_episodic_trajectories, sample_episode)
+from tasknb.chapters.s5_episodic_training import (episode_stream, prototypical_loss, record_episodic_trajectories,
+                                                  sample_episode)
+from tasknb.readout import prototypes, prototypical_logits
 from tasknb.trajectories import record_trajectories
 
 LABELS = torch.arange(6).repeat_interleave(20)  # 6 classes x 20 images, class-sorted

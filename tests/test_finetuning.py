@@ -9,7 +9,7 @@ import torch
 from tasknb.chapters.s7_finetuning_from_checkpoints import (FineTuning, Pretraining, distance_to_trajectory, distance_travelled,
                                finetune_from_checkpoints, pretrain_with_checkpoints, progress_along)
 from tasknb.geometry import bhattacharyya, progress
-from tasknb.trajectories import init_cnn
+from tasknb.networks.cnn import init_cnn
 
 PRE = dict(steps=20, checkpoints=[0, 5, 20], n_test=100, n_train=1000, batch_size=16, optimizer="adam",
            lr=0.01, n_imprint=20, device="cpu")

@@ -9,8 +9,6 @@ from tasknb.geometry import (
     bhattacharyya,
     bhattacharyya_matrix,
     geodesic,
-    imprint,
-    imprinted_probabilities,
     inpca,
     inpca_projected,
     interpolate_trajectory,
@@ -19,10 +17,10 @@ from tasknb.geometry import (
     progress,
     riemann_length,
     stochastic_projection,
-    to_union_task,
     trajectory_distance,
     tube_radius,
 )
+from tasknb.readout import imprint, imprinted_probabilities, to_union_task
 
 
 def _models(m=7, N=50, C=5, seed=0, alpha=0.5):
@@ -293,3 +291,23 @@ def test_bad_inputs_raise_clear_errors(call, match):
     P = _models(m=5, N=10, C=4, seed=16)
     with pytest.raises(ValueError, match=match):
         call(P)
+
+
+def test_reference_points_are_the_ends_of_the_progress_geodesic():
+    from tasknb.geometry import reference_points
+
+    labels = np.array([2, 0, 1, 2])
+    P0, Pstar = reference_points(labels, 3)
+    assert P0.shape == Pstar.shape == (4, 3) and P0.dtype == Pstar.dtype == np.float64
+    assert np.array_equal(P0, np.full((4, 3), 1.0 / 3)) and np.array_equal(Pstar, np.eye(3)[labels])
+    assert progress(P0, labels) < 1e-6 and progress(Pstar, labels) > 1 - 1e-6
+    _, Pt = reference_points(torch.tensor(labels), 3)
+    assert np.array_equal(Pt, Pstar)
+    _, Pc = reference_points(labels, 3, clip=1e-6)
+    ref = np.clip(np.eye(3)[labels], 1e-6, None)
+    ref /= ref.sum(-1, keepdims=True)
+    assert np.array_equal(Pc, ref) and Pc.min() > 0
+    for bad, name in ((lambda: reference_points(labels, 1), "n_classes"), (lambda: reference_points([0, 3], 3), "labels"),
+                      (lambda: reference_points(labels, 3, clip=2.0), "clip"), (lambda: reference_points([], 3), "labels")):
+        with pytest.raises(ValueError, match=name):
+            bad()

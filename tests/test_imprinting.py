@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from tasknb.geometry import bhattacharyya, imprint, imprinted_probabilities
-from tasknb.chapters.s3_imprinting_inpca import (backbone_features, imprint_accuracy, linear_probe, log_likelihood, model_from_state,
-                               random_orthogonal, record_task)
-from tasknb.trajectories import prediction_set, record_trajectories
+from tasknb.chapters.s3_imprinting_inpca import backbone_features, model_from_state, random_orthogonal, record_task
+from tasknb.geometry import bhattacharyya
+from tasknb.readout import (imprint, imprint_accuracy, imprinted_probabilities, linear_probe, log_likelihood,
+                            prediction_set)
+from tasknb.trajectories import record_trajectories
 
 RUN = dict(n_seeds=2, steps=12, checkpoints=[0, 4, 12], n_train=600, batch_size=32, optimizer="adam", lr=0.01,
            device="cpu")

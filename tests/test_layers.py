@@ -177,3 +177,21 @@ def test_the_checker_catches_each_kind_of_violation(tmp_path, files, expected):
     assert layer_violations(clean, notebooks) == []
     problems = layer_violations(package, notebooks)
     assert any(expected in p for p in problems), problems
+
+
+def test_package_docstring_names_every_module():
+    """``tasknb/__init__``'s docstring is the map of the library: every kernel and tooling module is on it."""
+    import tasknb
+
+    doc = tasknb.__doc__
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = module_name(path, PACKAGE)
+        if path.name in ("__init__.py", "__main__.py") or name in ALIASES or layer(name) == "chapter":
+            continue
+        short = name.split(".", 1)[1]
+        if layer(name) == "book":
+            short = short.split(".", 1)[1]
+        if f"``{short}``" not in doc:
+            missing.append(name)
+    assert not missing, f"tasknb's docstring does not describe: {missing}"

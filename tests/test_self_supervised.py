@@ -11,7 +11,8 @@ import torch
 from tasknb.chapters.s6_contrastive_semisupervised import (ContrastiveNet, augment, fixmatch_loss, init_contrastive, nt_xent,
                                     pseudo_labels, record_contrastive_trajectories,
                                     record_fixmatch_trajectories)
-from tasknb.trajectories import init_cnn, record_trajectories
+from tasknb.networks.cnn import init_cnn
+from tasknb.trajectories import record_trajectories
 
 FAST = dict(n_seeds=1, steps=6, checkpoints=[0, 3, 6], n_test=60, n_train=600, n_imprint=5, device="cpu")
 

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from tasknb.trajectories import (SmallCNN, default_checkpoints, load_trajectories, product_hellinger_vs_n,
-                                 record_trajectories, save_trajectories)
+from tasknb.chapters.s1_prediction_space import product_hellinger_vs_n
+from tasknb.networks.cnn import SmallCNN, init_cnn
+from tasknb.readout import prediction_set, to_union_task
+from tasknb.trajectories import default_checkpoints, load_trajectories, record_trajectories, save_trajectories
 
 FAST = dict(classes=(1, 7, 9), n_seeds=2, steps=30, checkpoints=[0, 5, 30], n_test=120, n_train=1500,
             batch_size=32, optimizer="adam", lr=0.01, device="cpu")
@@ -95,9 +97,7 @@ def test_bad_hellinger_inputs():
 
 
 # ---------------------------------------------------------------- shared recorder pieces
-from tasknb.trajectories import (PredictionSet, batch_stream, init_cnn, make_optimizer, prediction_set,  # noqa: E402
-                                 record_run)
-from tasknb.geometry import to_union_task  # noqa: E402
+from tasknb.trajectories import batch_stream, make_optimizer, record_run  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +168,48 @@ def test_imprint_record_trajectories_share_one_union_space():
         record_trajectories("fashion_mnist", (5, 7), n_seeds=1, steps=2, union_classes=range(10))
     with pytest.raises(ValueError, match="readout must be one of 'softmax', 'imprint'"):
         prediction_set(readout="probe")
+
+
+# ----------------------------------------------------------------------------- RunConfig
+from tasknb.trajectories import RunConfig, run_config  # noqa: E402
+
+
+def test_run_config_is_hashable_and_canonical():
+    a = RunConfig(classes=[0, 2, 4], steps=20, channels=[4, 8])
+    b = RunConfig(classes=(0, 2, 4), steps=20, checkpoints=default_checkpoints(20), union_classes=range(0, 6, 2),
+                  channels=(4, 8))
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1
+    assert a.classes == (0, 2, 4) and a.union_classes == (0, 2, 4) and a.channels == (4, 8)
+    assert a.checkpoints == tuple(default_checkpoints(20)) and a.seeds == [0, 1, 2]
+    assert hash(a.replace(lr=0.01)) != hash(a) and a.replace(lr=0.01).lr == 0.01
+    d = a.to_dict()
+    assert d["classes"] == [0, 2, 4] and d["checkpoints"] == default_checkpoints(20) and d["n_seeds"] == 3
+    assert RunConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}) == a
+
+
+def test_run_config_builder_merges_defaults_and_changes():
+    c = run_config("digits", {"n_seeds": 2, "lr": 0.1}, lr=0.2, classes=(1, 2))
+    assert (c.dataset, c.n_seeds, c.lr, c.classes) == ("digits", 2, 0.2, (1, 2))
+    assert run_config(c) is c and run_config(c, steps=7).steps == 7 and run_config(c, steps=7).dataset == "digits"
+    assert run_config(c, steps=7).checkpoints == tuple(default_checkpoints(7))      # defaults follow steps
+    assert run_config(c, classes=(3, 4)).union_classes == (3, 4)                    # ... and classes
+    assert c.replace(readout="imprint", union_classes=range(10)).replace(classes=(5, 6)).union_classes == tuple(range(10))
+    with pytest.raises(ValueError, match="unknown run parameter"):
+        run_config(None, nseeds=2)
+
+
+@pytest.mark.parametrize("kw, name", [
+    (dict(dataset="mnist"), "dataset"), (dict(classes=[3]), "classes"), (dict(classes=[0, 10]), "classes"),
+    (dict(n_seeds=0), "n_seeds"), (dict(steps=0), "steps"), (dict(steps=5, checkpoints=[0, 9]), "checkpoints"),
+    (dict(checkpoints=[3, 1]), "checkpoints"), (dict(n_test=0), "n_test"), (dict(n_train=0), "n_train"),
+    (dict(batch_size=0), "batch_size"), (dict(optimizer="rmsprop"), "optimizer"), (dict(lr=0), "lr"),
+    (dict(momentum=-1), "momentum"), (dict(weight_decay=-0.1), "weight_decay"), (dict(channels=(8,)), "channels"),
+    (dict(seed=-1), "seed"), (dict(data_seed=1.5), "data_seed"), (dict(readout="argmax"), "readout"),
+    (dict(classes=[0, 1], union_classes=range(10)), "union_classes"), (dict(readout="imprint", union_classes=[11]), "union_classes"),
+    (dict(n_imprint=0), "n_imprint"),
+])
+def test_run_config_rejects_bad_values_by_name(kw, name):
+    with pytest.raises(ValueError, match=name):
+        RunConfig(**kw)
+    with pytest.raises(ValueError, match=name):
+        record_trajectories(**kw)

@@ -26,16 +26,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data import DATASETS
+from ..data import load_task_images
 from ..geometry import (bhattacharyya_matrix, inpca, interpolate_trajectory, mean_trajectory, normalized_distance,
                        progress, trajectory_distance, tube_radius)
-from ..trajectories import load_task_images, progress_bar, record_trajectories
+from ..trajectories import progress_bar, record_trajectories, run_config
 from ..validation import check_choice, check_int_sequence, check_positive_int, check_seed
 
 __all__ = ["FASHION_SUPER_CLASSES", "FASHION_NAMES", "TaskFamily", "record_task_family", "family_progress",
            "per_class_progress", "seen_classes", "interpolate_family", "family_means", "family_tube_radii",
            "task_distance_matrix", "task_linkage", "cophenetic_matrix", "normalized_distance_curves",
-           "family_inpca", "random_classes"]
+           "family_inpca", "random_classes", "FAMILY_DEFAULTS"]
 
 #: names of the ten Fashion-MNIST classes
 FASHION_NAMES = ("T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
@@ -44,6 +44,11 @@ FASHION_NAMES = ("T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal"
 FASHION_SUPER_CLASSES = {"tops": (0, 2, 4, 6), "footwear": (5, 7, 9), "other": (1, 3, 8)}
 
 _LINKAGE_METHODS = ("average", "single", "complete", "weighted")
+
+#: run defaults of :func:`record_task_family` (RunConfig fields): 150 Adam steps on up to 12,000
+#: images per task, read through an imprinted head over the union task
+FAMILY_DEFAULTS = dict(n_seeds=2, steps=150, n_train=12000, batch_size=32, optimizer="adam", lr=0.005,
+                       readout="imprint")
 
 
 @dataclass
@@ -104,77 +109,56 @@ def random_classes(n: int, n_classes: int = 10, seed: int = 0) -> list[int]:
     return sorted(int(c) for c in rng.choice(n_classes, n, replace=False))
 
 
-def record_task_family(
-    tasks: dict,
-    union_classes=tuple(range(10)),
-    *,
-    dataset: str = "fashion_mnist",
-    n_seeds: int = 2,
-    steps: int = 150,
-    checkpoints=None,
-    n_test: int = 1000,
-    n_train: int | None = 12000,
-    batch_size: int = 32,
-    optimizer: str = "adam",
-    lr: float = 0.005,
-    momentum: float = 0.9,
-    channels=(8, 16),
-    seed: int = 0,
-    data_seed: int = 0,
-    n_imprint: int = 100,
-    shared_init: bool = False,
-    device="auto",
-    progress: bool = False,
-) -> TaskFamily:
-    """Train ``n_seeds`` SmallCNNs on every task and read all checkpoints on the union task.
+def record_task_family(tasks: dict, union_classes=None, *, config=None, shared_init: bool = False, device="auto",
+                       progress: bool = False, **changes) -> TaskFamily:
+    """Train the seeds of a run on every task and read all checkpoints on the union task.
 
     Parameters
     ----------
     tasks : dict name -> sequence of >= 2 dataset classes (each inside ``union_classes``).  Task
         ``name`` is trained with cross-entropy on its own classes (labels 0..C_k-1, its own head).
-    union_classes : the K classes of the union task U (default all ten).  Every checkpoint is read
-        through ``prediction_set(dataset, union_classes, n_test, readout="imprint")``: a head
-        imprinted from ``n_imprint`` training images per union class (eq. 7) applied to the same
-        ``n_test`` test images of U (eq. 8) -- one prediction space for every task.
-    n_seeds : int >= 1 (default 2).  Run k of task i uses seed ``seed + k`` when ``shared_init``
-        (every task starts from the same n_seeds networks), else ``seed + i * n_seeds + k``
-        (default: independent initialisations, as when each task is trained separately).
-    steps, checkpoints, n_test, batch_size, optimizer, lr, momentum, channels, data_seed, device :
-        as in :func:`tasknb.trajectories.record_trajectories` (defaults: 150 steps of Adam,
-        lr 0.005, batch 32, N = 1000, ``default_checkpoints(steps)``).
-    n_train : training images per task, default 12000, clipped to the number the task has
-        (6000 per Fashion-MNIST class); None = all of them.
-    progress : one tqdm bar over the tasks.
+    union_classes : the K classes of the union task U (default: those of ``config``, else all
+        ten).  Every checkpoint is read through ``prediction_set(dataset, union_classes, n_test,
+        readout="imprint")``: a head imprinted from ``n_imprint`` training images per union class
+        (eq. 7) applied to the same ``n_test`` test images of U (eq. 8) -- one prediction space for
+        every task.
+    config : a :class:`~tasknb.trajectories.RunConfig` (or None); RunConfig fields as keywords
+        (``dataset``, ``n_seeds``, ``steps``, ``checkpoints``, ``n_test``, ``n_train``,
+        ``batch_size``, ``optimizer``, ``lr``, ``momentum``, ``channels``, ``seed``, ``data_seed``,
+        ``n_imprint``) fill in or replace its fields, defaults ``FAMILY_DEFAULTS`` over RunConfig's
+        (2 seeds, 150 steps of Adam, lr 0.005, batch 32, n_train 12000, N = 1000).  Its classes
+        are replaced by each task's, its readout is "imprint".  n_train is per task, clipped to
+        the number the task has (6000 per Fashion-MNIST class); None = all of them.
+    shared_init : run k of task i uses seed ``seed + k`` when True (every task starts from the same
+        n_seeds networks), else ``seed + i * n_seeds + k`` (default: independent initialisations,
+        as when each task is trained separately).
+    device : "auto", "cpu" or "cuda".   progress : one tqdm bar over the tasks.
 
     Returns
     -------
     :class:`TaskFamily` with ``probs`` (n_tasks, n_seeds, T, N, K) float32.
     Same arguments -> same numbers on the same device.
     """
-    check_choice("dataset", dataset, DATASETS)
+    if union_classes is None:
+        union_classes = config.union_classes if config is not None else tuple(range(10))
     union = check_int_sequence("union_classes", union_classes, minimum=0, maximum=9)
     if len(union) < 2:
         raise ValueError(f"union_classes must hold at least 2 distinct classes, got {union}")
+    base = run_config(config, FAMILY_DEFAULTS, classes=union, union_classes=union, readout="imprint", **changes)
     tasks = _check_tasks(tasks, union)
-    n_seeds = check_positive_int("n_seeds", n_seeds)
-    seed = check_seed("seed", seed)
-    if n_train is not None:
-        n_train = check_positive_int("n_train", n_train)
     if not isinstance(shared_init, bool):
         raise ValueError(f"shared_init must be True or False, got {shared_init!r}")
     names = list(tasks)
-    common = dict(n_seeds=n_seeds, steps=steps, checkpoints=checkpoints, n_test=n_test, batch_size=batch_size,
-                  optimizer=optimizer, lr=lr, momentum=momentum, channels=channels, data_seed=data_seed,
-                  readout="imprint", union_classes=union, n_imprint=n_imprint, device=device)
     bar = progress_bar(len(names), "training tasks", progress)
     probs, accuracy, seeds = [], [], []
     labels = steps_out = None
     for i, name in enumerate(names):
-        nt = n_train
+        nt = base.n_train
         if nt is not None:
-            nt = min(nt, len(load_task_images(dataset, "train", tasks[name])[1]))
-        s0 = seed if shared_init else seed + i * n_seeds
-        tr = record_trajectories(dataset, tasks[name], n_train=nt, seed=s0, **common)
+            nt = min(nt, len(load_task_images(base.dataset, "train", tasks[name])[1]))
+        s0 = base.seed if shared_init else base.seed + i * base.n_seeds
+        run = base.replace(classes=tasks[name], union_classes=base.union_classes, n_train=nt, seed=s0)
+        tr = record_trajectories(run, device=device)
         if labels is None:
             labels, steps_out = tr.labels, tr.steps
         probs.append(tr.probs)
@@ -184,11 +168,11 @@ def record_task_family(
             bar.update(1)
     if bar is not None:
         bar.close()
-    config = dict(common, tasks={k: list(v) for k, v in tasks.items()}, dataset=dataset, n_train=n_train,
-                  seed=seed, shared_init=shared_init, steps=list(map(int, steps_out)))
+    config_dict = {k: v for k, v in base.to_dict().items() if k != "classes"}
+    config_dict.update(tasks={k: list(v) for k, v in tasks.items()}, shared_init=shared_init)
     return TaskFamily(names=names, tasks=tasks, union_classes=union, probs=np.stack(probs), steps=steps_out,
                       labels=labels, seeds=np.array(seeds, dtype=np.int64), accuracy=np.stack(accuracy),
-                      config=config)
+                      config=config_dict)
 
 
 def _family_probs(P, name="P", ndim_min=3):

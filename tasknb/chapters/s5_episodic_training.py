@@ -12,7 +12,7 @@ and scores each query image by its negative *squared Euclidean* distance to the 
 backbone ``w_1`` (``SmallCNN.features``) is trained; the network has no head of its own.
 
 To compare it with supervised learning the backbone is read, at every checkpoint, through an
-imprinted head over all classes (eqs. 7-8 of S, ``trajectories.prediction_set(...,
+imprinted head over all classes (eqs. 7-8 of S, ``readout.prediction_set(...,
 readout="imprint")``); ``trajectories.record_trajectories(..., readout="imprint",
 union_classes=...)`` with the same ``n_test``, ``n_imprint`` and ``data_seed`` records the
 supervised baseline in the same prediction space.
@@ -20,8 +20,8 @@ supervised baseline in the same prediction space.
 ``Episode``                       indices and labels of one episode
 ``sample_episode``                one episode from a label vector and a torch.Generator
 ``episode_stream``                endless seeded episodes
-``prototypes``                    class centroids of support features
-``prototypical_logits`` / ``prototypical_loss``   the loss above
+``prototypical_loss``             the loss above (the centroids and their logits are the readout
+                                  kernels ``tasknb.readout.prototypes`` / ``prototypical_logits``)
 ``record_episodic_trajectories``  train prototypical backbones of several seeds and record them
 """
 from __future__ import annotations
@@ -32,14 +32,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data import DATASETS
+from ..data import draw_subset, load_task_images
 from ..device import generator, get_device
-from ..trajectories import (Trajectories, check_channels, check_checkpoints, draw_subset, init_cnn, load_task_images,
-                           make_optimizer, prediction_set, record_seeds, trajectories_from_probs)
-from ..validation import check_choice, check_int_sequence, check_positive_int, check_seed
+from ..networks.cnn import init_cnn
+from ..readout import prediction_set, prototypical_logits
+from ..trajectories import Trajectories, make_optimizer, record_seeds, run_config, trajectories_from_probs
+from ..validation import check_positive_int, check_seed
 
-__all__ = ["Episode", "sample_episode", "episode_stream", "prototypes", "prototypical_logits",
-           "prototypical_loss", "record_episodic_trajectories"]
+__all__ = ["Episode", "sample_episode", "episode_stream", "prototypical_loss", "record_episodic_trajectories"]
 
 
 @dataclass
@@ -129,11 +129,6 @@ def episode_stream(labels, way: int, shot: int, query: int, seed: int):
         yield _draw(index, way, shot, query, g)
 
 
-def _check_feats(name, f):
-    if not isinstance(f, torch.Tensor) or f.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D torch tensor (n, d), got {getattr(f, 'shape', type(f).__name__)}")
-
-
 def _check_lab(name, y, n, way):
     if not isinstance(y, torch.Tensor) or y.shape != (n,) or y.dtype.is_floating_point:
         raise ValueError(f"{name} must be an integer torch tensor of shape ({n},), got {getattr(y, 'shape', y)}")
@@ -141,32 +136,8 @@ def _check_lab(name, y, n, way):
         raise ValueError(f"{name} must hold episode labels in [0, {way - 1}]")
 
 
-def prototypes(support_features: torch.Tensor, support_labels: torch.Tensor, way: int) -> torch.Tensor:
-    """Class centroids phi_c = mean of the support features of class c (Result 4 of S):
-    (n_s, d) features, (n_s,) labels in 0..way-1 (every class present) -> (way, d)."""
-    way = check_positive_int("way", way, minimum=2)
-    _check_feats("support_features", support_features)
-    _check_lab("support_labels", support_labels, support_features.shape[0], way)
-    counts = torch.bincount(support_labels, minlength=way)
-    if int(counts.min()) == 0:
-        raise ValueError(f"support_labels must contain every episode class 0..{way - 1}")
-    onehot = F.one_hot(support_labels, way).to(support_features.dtype)  # (n_s, way)
-    return (onehot.T @ support_features) / counts.to(support_features.dtype)[:, None]
-
-
-def prototypical_logits(support_features, support_labels, query_features, way: int) -> torch.Tensor:
-    """Logits ``-||phi(x_q) - phi_c||^2`` (squared Euclidean, Snell et al. 2017) of the query
-    features (n_q, d) against the centroids of :func:`prototypes` -> (n_q, way)."""
-    protos = prototypes(support_features, support_labels, way)
-    _check_feats("query_features", query_features)
-    if query_features.shape[1] != protos.shape[1]:
-        raise ValueError(f"query_features must have the feature dimension of the support ({protos.shape[1]}), "
-                         f"got {query_features.shape[1]}")
-    return -((query_features[:, None, :] - protos[None, :, :]) ** 2).sum(-1)
-
-
 def prototypical_loss(support_features, support_labels, query_features, query_labels, way: int) -> torch.Tensor:
-    """The prototypical loss: mean cross-entropy of :func:`prototypical_logits` against the query
+    """The prototypical loss: mean cross-entropy of :func:`tasknb.readout.prototypical_logits` against the query
     labels (n_q,) in 0..way-1.  A scalar tensor (differentiable in the features).  Equal to
     log(way) when all features coincide; near 0 when queries sit on well-separated centroids."""
     logits = prototypical_logits(support_features, support_labels, query_features, way)
@@ -174,83 +145,56 @@ def prototypical_loss(support_features, support_labels, query_features, query_la
     return F.cross_entropy(logits, query_labels)
 
 
-def record_episodic_trajectories(
-    way: int = 5,
-    shot: int = 5,
-    query: int = 10,
-    steps: int = 300,
-    *,
-    dataset: str = "fashion_mnist",
-    classes=tuple(range(10)),
-    n_seeds: int = 3,
-    checkpoints=None,
-    n_test: int = 1000,
-    n_train: int | None = None,
-    optimizer: str = "sgd",
-    lr: float = 0.05,
-    momentum: float = 0.9,
-    channels=(8, 16),
-    seed: int = 0,
-    data_seed: int = 0,
-    union_classes=None,
-    n_imprint: int = 100,
-    device="auto",
-    progress: bool = False,
-) -> Trajectories:
-    """Train ``n_seeds`` SmallCNN backbones with the prototypical loss on episodes, recording them
+def record_episodic_trajectories(way: int = 5, shot: int = 5, query: int = 10, steps: int | None = None, *,
+                                 config=None, device="auto", progress: bool = False,
+                                 **changes) -> Trajectories:
+    """Train the SmallCNN backbones of a run with the prototypical loss on episodes, recording them
     in the prediction space of the union task (Result 4 of S).
 
     Parameters
     ----------
     way, shot, query : episode size C^w >= 2 (at most len(classes)), s >= 1 support and q >= 1
         query images per class; one optimizer step = one episode of way*(shot+query) images.
-    steps : int >= 1, number of episodes (optimizer steps).
-    dataset, classes, n_train, data_seed : the training task exactly as in
-        ``trajectories.record_trajectories`` (same training subset for the same arguments).
-    n_seeds : seed k uses ``seed + k`` for the backbone initialisation (``init_cnn(len(classes),
+    steps : number of episodes (optimizer steps), a RunConfig field (default 300).
+    config : a :class:`~tasknb.trajectories.RunConfig` (or None); RunConfig fields as keywords
+        (``dataset``, ``classes``, ``n_seeds``, ``n_train``, ``optimizer``, ``lr``, ...) fill in or
+        replace its fields, defaults those of RunConfig with ``readout="imprint"`` (the only
+        readout: the backbone has no head).  The training task is drawn exactly as in
+        ``trajectories.record_trajectories``; ``batch_size`` is not used (an episode is the batch).
+        Seed k uses ``seed + k`` for the backbone initialisation (``init_cnn(len(classes),
         channels, seed + k)``: the same convolutional weights as the supervised run of that seed)
-        and for its episode stream.
-    checkpoints : sorted distinct ints in [0, steps] (default ``default_checkpoints(steps)``).
-    optimizer, lr, momentum, channels, device, progress : as in ``record_trajectories``.
-    union_classes : classes of the prediction space (default ``classes``); the backbone is read
-        through ``prediction_set(dataset, union_classes, n_test, readout="imprint", n_imprint,
-        data_seed)`` (eqs. 7-8), so a supervised run recorded by ``record_trajectories(...,
-        readout="imprint", union_classes=..., n_test, n_imprint, data_seed)`` lies in the same space.
+        and for its episode stream.  The backbone is read through ``prediction_set(dataset,
+        union_classes, n_test, readout="imprint", n_imprint, data_seed)`` (eqs. 7-8), so a
+        supervised run recorded by ``record_trajectories(..., readout="imprint", union_classes=...,
+        n_test, n_imprint, data_seed)`` lies in the same space.
+    device, progress : as in ``record_trajectories``.
 
     Returns
     -------
     Trajectories with probs (n_seeds, T, n_test, len(union_classes)) float32, ``config`` holding
-    these arguments (``method="prototypical"``).  Same arguments -> same numbers on a device.
+    the run and the episode sizes (``method="prototypical"``).  Same arguments -> same numbers on
+    a device.
     """
-    check_choice("dataset", dataset, DATASETS)
-    classes = check_int_sequence("classes", classes, minimum=0, maximum=9)
-    if len(classes) < 2:
-        raise ValueError(f"classes must hold at least 2 distinct classes in 0..9, got {classes}")
-    way, shot, query = _check_episode_args(way, shot, query, len(classes))
-    n_seeds = check_positive_int("n_seeds", n_seeds)
-    steps = check_positive_int("steps", steps)
-    checkpoints = check_checkpoints(checkpoints, steps)
-    n_test = check_positive_int("n_test", n_test)
-    make_optimizer([torch.zeros(1, requires_grad=True)], optimizer, lr, momentum)  # validates by name
-    channels = check_channels(channels)
-    seed = check_seed("seed", seed)
-    data_seed = check_seed("data_seed", data_seed)
-    union = classes if union_classes is None else check_int_sequence("union_classes", union_classes, 0, 9)
+    if steps is not None:
+        changes["steps"] = steps
+    c = run_config(config, {"readout": "imprint"}, **changes)
+    if c.readout != "imprint":
+        raise ValueError(f"readout must be 'imprint' for a prototypical backbone (it has no head), got {c.readout!r}")
+    way, shot, query = _check_episode_args(way, shot, query, len(c.classes))
     dev = get_device(device)
-    config = dict(method="prototypical", way=way, shot=shot, query=query, dataset=dataset, classes=classes,
-                  n_seeds=n_seeds, steps=steps, checkpoints=checkpoints, n_test=n_test, n_train=n_train,
-                  optimizer=optimizer, lr=lr, momentum=momentum, channels=channels, seed=seed,
-                  data_seed=data_seed, readout="imprint", union_classes=union, n_imprint=n_imprint)
+    config_dict = dict(method="prototypical", way=way, shot=shot, query=query, **c.to_dict())
 
+    dataset, classes, channels = c.dataset, c.classes, c.channels
     Xtr, ytr = load_task_images(dataset, "train", classes)
-    Xtr, ytr = draw_subset(Xtr, ytr, n_train, data_seed + 1)
+    Xtr, ytr = draw_subset(Xtr, ytr, c.n_train, c.data_seed + 1)
     _check_counts(_class_index(ytr), way, shot, query)
-    pset = prediction_set(dataset, union, n_test, readout="imprint", n_imprint=n_imprint,
-                          data_seed=data_seed, device=dev)
+    pset = prediction_set(dataset, c.union_classes, c.n_test, readout="imprint", n_imprint=c.n_imprint,
+                          data_seed=c.data_seed, device=dev)
     Xtr = Xtr.to(dev)
+
     def build(_k, s):
         model = init_cnn(len(classes), channels, s, dev)
-        opt = make_optimizer(model.parameters(), optimizer, lr, momentum)
+        opt = make_optimizer(model.parameters(), c.optimizer, c.lr, c.momentum, c.weight_decay)
         episodes = episode_stream(ytr, way, shot, query, s)
 
         def train_step(_step):
@@ -263,6 +207,6 @@ def record_episodic_trajectories(
             opt.step()
         return model, train_step
 
-    probs, _ = record_seeds(build, n_seeds, steps, checkpoints, pset, seed=seed, progress=progress,
+    probs, _ = record_seeds(build, c.n_seeds, c.steps, c.checkpoints, pset, seed=c.seed, progress=progress,
                             desc=f"{way}-way episodes")
-    return trajectories_from_probs(probs, checkpoints, pset, [seed + k for k in range(n_seeds)], config)
+    return trajectories_from_probs(probs, c.checkpoints, pset, c.seeds, config_dict)

@@ -3,7 +3,7 @@ prediction space of supervised learning (Ramesh et al. 2023, "S", Result 5, Fig.
 
 A contrastive network never sees a label, so it has no head that predicts the ten classes; a
 FixMatch network has one, but trained mostly on its own pseudo-labels.  Both are read, like the
-supervised baseline, through ONE shared :func:`tasknb.trajectories.prediction_set` with
+supervised baseline, through ONE shared :func:`tasknb.readout.prediction_set` with
 ``readout="imprint"`` over the ten classes: at every checkpoint a head is imprinted from the
 penultimate features ``phi(x; w_1)`` of a fixed set of labelled images (eq. 7 of S) and applied to
 the features of the fixed test images (eq. 8).  All three methods then live in one prediction space
@@ -33,15 +33,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import DATASETS
+from ..data import draw_subset, load_task_images
 from ..device import generator, get_device
-from ..trajectories import (SmallCNN, Trajectories, batch_stream, check_checkpoints, draw_subset, init_cnn,
-                           load_task_images, make_optimizer, prediction_set, record_seeds,
+from ..networks.cnn import SmallCNN, init_cnn
+from ..readout import prediction_set
+from ..trajectories import (RunConfig, Trajectories, batch_stream, make_optimizer, record_seeds, run_config,
                            trajectories_from_probs)
-from ..validation import (check_choice, check_positive_int, check_positive_real, check_real_in, check_seed)
+from ..validation import check_choice, check_positive_int, check_positive_real, check_real_in, check_seed
 
 __all__ = ["STRENGTHS", "augment", "ContrastiveNet", "init_contrastive", "nt_xent", "pseudo_labels",
-           "fixmatch_loss", "record_contrastive_trajectories", "record_fixmatch_trajectories"]
+           "fixmatch_loss", "record_contrastive_trajectories", "record_fixmatch_trajectories", "CONTRASTIVE_DEFAULTS",
+           "FIXMATCH_DEFAULTS"]
 
 #: augmentation families accepted by :func:`augment`
 STRENGTHS = ("weak", "strong")
@@ -219,46 +221,27 @@ def fixmatch_loss(model, x_l: torch.Tensor, y_l: torch.Tensor, x_weak: torch.Ten
 
 
 # ----------------------------------------------------------------------------- recorders
-def _common_checks(dataset, n_seeds, steps, checkpoints, n_test, batch_size, optimizer, lr, channels, seed,
-                   data_seed, n_imprint):
-    check_choice("dataset", dataset, DATASETS)
-    n_seeds = check_positive_int("n_seeds", n_seeds)
-    steps = check_positive_int("steps", steps)
-    checkpoints = check_checkpoints(checkpoints, steps)
-    n_test = check_positive_int("n_test", n_test)
-    batch_size = check_positive_int("batch_size", batch_size, minimum=2)
-    make_optimizer([torch.zeros(1, requires_grad=True)], optimizer, lr)  # validates by name
-    channels = [check_positive_int("channels", c) for c in (channels if hasattr(channels, "__len__") else [channels])]
-    if len(channels) != 2:
-        raise ValueError(f"channels must be a pair of integers >= 1 (c1, c2), got {channels}")
-    seed = check_seed("seed", seed)
-    data_seed = check_seed("data_seed", data_seed)
-    n_imprint = check_positive_int("n_imprint", n_imprint)
-    return n_seeds, steps, checkpoints, n_test, batch_size, channels, seed, data_seed, n_imprint
+#: run defaults of the two recorders (RunConfig fields; App. A of S trains both with Adam)
+CONTRASTIVE_DEFAULTS = dict(n_seeds=2, batch_size=128, optimizer="adam", lr=0.003, readout="imprint")
+FIXMATCH_DEFAULTS = dict(n_seeds=2, batch_size=32, optimizer="adam", lr=0.005, readout="imprint")
 
 
-def record_contrastive_trajectories(
-    dataset: str = "fashion_mnist",
-    *,
-    n_seeds: int = 2,
-    steps: int = 300,
-    checkpoints=None,
-    n_test: int = 1000,
-    n_train: int | None = None,
-    batch_size: int = 128,
-    optimizer: str = "adam",
-    lr: float = 0.003,
-    temperature: float = 0.5,
-    hidden: int = 64,
-    proj_dim: int = 32,
-    channels=(8, 16),
-    seed: int = 0,
-    data_seed: int = 0,
-    n_imprint: int = 100,
-    device="auto",
-    progress: bool = False,
-) -> Trajectories:
-    """Train ``n_seeds`` SimCLR networks on unlabelled images; record them through the imprinted
+def _ten_class_run(config, defaults, changes) -> RunConfig:
+    """The RunConfig of a recorder that reads all ten classes through an imprinted head."""
+    c = run_config(config, defaults, **changes)
+    if c.classes != tuple(range(10)) or c.union_classes != tuple(range(10)):
+        raise ValueError(f"classes must be all ten classes 0..9 for this recorder, got {list(c.classes)}")
+    if c.readout != "imprint":
+        raise ValueError(f"readout must be 'imprint' (the networks are read through an imprinted head), "
+                         f"got {c.readout!r}")
+    if c.batch_size < 2:
+        raise ValueError(f"batch_size must be an integer >= 2, got {c.batch_size}")
+    return c
+
+
+def record_contrastive_trajectories(config=None, *, temperature: float = 0.5, hidden: int = 64, proj_dim: int = 32,
+                                    device="auto", progress: bool = False, **changes) -> Trajectories:
+    """Train the SimCLR networks of a run on unlabelled images; record them through the imprinted
     readout over the ten classes (Result 5 and App. B of S).
 
     Each step draws ``batch_size`` training images (labels never used), makes two "strong" views
@@ -269,37 +252,33 @@ def record_contrastive_trajectories(
     ``n_test``, ``n_imprint`` and ``data_seed``; the n_imprint labelled images per class are the
     only labels involved, and only in the readout.
 
-    n_seeds >= 1 (seed k uses ``seed + k`` for the weights, the batch order and the views);
-    steps >= 1; checkpoints sorted ints in [0, steps] (default ``default_checkpoints(steps)``);
-    n_train: training images drawn with ``data_seed + 1`` (default all 60,000); batch_size >= 2;
-    optimizer "adam" (default, as in App. A) or "sgd"; lr > 0 (default 0.003); temperature > 0
-    (default 0.5); hidden, proj_dim: projection head sizes; channels: backbone (c1, c2).
+    config : a :class:`~tasknb.trajectories.RunConfig` or the dataset name; RunConfig fields as
+        keywords fill in or replace its fields, defaults ``CONTRASTIVE_DEFAULTS`` (2 seeds, batch
+        128, Adam as in App. A, lr 0.003, readout "imprint") over RunConfig's.  classes must be all
+        ten; batch_size >= 2; seed k uses ``seed + k`` for the weights, the batch order and the
+        views; n_train images drawn with ``data_seed + 1`` (default all 60,000).
+    temperature > 0 (default 0.5); hidden, proj_dim: projection head sizes.
 
     Returns Trajectories with probs (n_seeds, T, n_test, 10) float32.
     """
-    (n_seeds, steps, checkpoints, n_test, batch_size, channels, seed, data_seed,
-     n_imprint) = _common_checks(dataset, n_seeds, steps, checkpoints, n_test, batch_size, optimizer, lr,
-                                 channels, seed, data_seed, n_imprint)
+    c = _ten_class_run(config, CONTRASTIVE_DEFAULTS, changes)
     temperature = check_positive_real("temperature", temperature)
     hidden = check_positive_int("hidden", hidden)
     proj_dim = check_positive_int("proj_dim", proj_dim)
     dev = get_device(device)
-    classes = list(range(10))
-    config = dict(method="simclr", dataset=dataset, classes=classes, n_seeds=n_seeds, steps=steps,
-                  checkpoints=checkpoints, n_test=n_test, n_train=n_train, batch_size=batch_size,
-                  optimizer=optimizer, lr=lr, temperature=temperature, hidden=hidden, proj_dim=proj_dim,
-                  channels=channels, seed=seed, data_seed=data_seed, readout="imprint",
-                  union_classes=classes, n_imprint=n_imprint)
+    dataset, classes, channels, batch_size = c.dataset, list(c.classes), c.channels, c.batch_size
+    config_dict = dict(method="simclr", temperature=temperature, hidden=hidden, proj_dim=proj_dim, **c.to_dict())
     Xtr, ytr = load_task_images(dataset, "train", classes)
-    Xtr, _ = draw_subset(Xtr, ytr, n_train, data_seed + 1)
+    Xtr, _ = draw_subset(Xtr, ytr, c.n_train, c.data_seed + 1)
     if batch_size > len(Xtr):
         raise ValueError(f"batch_size must be an integer in [2, {len(Xtr)}] (the training-set size), got {batch_size}")
-    pset = prediction_set(dataset, classes, n_test, readout="imprint", n_imprint=n_imprint,
-                          data_seed=data_seed, device=dev)
+    pset = prediction_set(dataset, classes, c.n_test, readout="imprint", n_imprint=c.n_imprint,
+                          data_seed=c.data_seed, device=dev)
     Xtr = Xtr.to(dev)
+
     def build(_k, s):
         model = init_contrastive(channels, hidden, proj_dim, s, dev)
-        opt = make_optimizer(model.parameters(), optimizer, lr)
+        opt = make_optimizer(model.parameters(), c.optimizer, c.lr, c.momentum, c.weight_decay)
         batches = batch_stream(len(Xtr), batch_size, s)
         g_aug = generator(s + 7919)
 
@@ -312,33 +291,14 @@ def record_contrastive_trajectories(
             opt.step()
         return model, train_step
 
-    probs, _ = record_seeds(build, n_seeds, steps, checkpoints, pset, seed=seed, progress=progress,
+    probs, _ = record_seeds(build, c.n_seeds, c.steps, c.checkpoints, pset, seed=c.seed, progress=progress,
                             desc="SimCLR seeds")
-    return trajectories_from_probs(probs, checkpoints, pset, [seed + k for k in range(n_seeds)], config)
+    return trajectories_from_probs(probs, c.checkpoints, pset, c.seeds, config_dict)
 
 
-def record_fixmatch_trajectories(
-    dataset: str = "fashion_mnist",
-    *,
-    n_labelled: int = 30,
-    n_seeds: int = 2,
-    steps: int = 300,
-    checkpoints=None,
-    n_test: int = 1000,
-    n_train: int | None = None,
-    batch_size: int = 32,
-    mu: int = 3,
-    tau: float = 0.95,
-    lambda_u: float = 1.0,
-    optimizer: str = "adam",
-    lr: float = 0.005,
-    channels=(8, 16),
-    seed: int = 0,
-    data_seed: int = 0,
-    n_imprint: int = 100,
-    device="auto",
-    progress: bool = False,
-) -> Trajectories:
+def record_fixmatch_trajectories(config=None, *, n_labelled: int = 30, mu: int = 3, tau: float = 0.95,
+                                 lambda_u: float = 1.0, device="auto", progress: bool = False,
+                                 **changes) -> Trajectories:
     """Train ``n_seeds`` FixMatch networks (a SmallCNN with a ten-class head) from ``n_labelled``
     labelled images per class plus the unlabelled training images; record them through the
     imprinted readout over the ten classes (Result 5 of S).
@@ -354,25 +314,28 @@ def record_fixmatch_trajectories(
     space.  ``config["mask_rate"]`` (n_seeds, steps) records the fraction of unlabelled images
     above the threshold at every step.
 
+    config : a :class:`~tasknb.trajectories.RunConfig` or the dataset name; RunConfig fields as
+    keywords fill in or replace its fields, defaults ``FIXMATCH_DEFAULTS`` (2 seeds, batch 32, Adam,
+    lr 0.005, readout "imprint") over RunConfig's; classes must be all ten, batch_size >= 2.
+
     Returns Trajectories with probs (n_seeds, T, n_test, 10) float32.
     """
-    (n_seeds, steps, checkpoints, n_test, batch_size, channels, seed, data_seed,
-     n_imprint) = _common_checks(dataset, n_seeds, steps, checkpoints, n_test, batch_size, optimizer, lr,
-                                 channels, seed, data_seed, n_imprint)
+    c = _ten_class_run(config, FIXMATCH_DEFAULTS, changes)
     n_labelled = check_positive_int("n_labelled", n_labelled)
     mu = check_positive_int("mu", mu)
     tau = check_real_in("tau", tau, 0.0, 1.0)
     lambda_u = check_positive_real("lambda_u", lambda_u, allow_zero=True)
     dev = get_device(device)
-    classes = list(range(10))
+    dataset, classes, channels, batch_size, n_seeds, steps = (c.dataset, list(c.classes), c.channels, c.batch_size,
+                                                              c.n_seeds, c.steps)
     Xtr, ytr = load_task_images(dataset, "train", classes)
-    Xtr, ytr = draw_subset(Xtr, ytr, n_train, data_seed + 1)
-    g = generator(data_seed + 3)
+    Xtr, ytr = draw_subset(Xtr, ytr, c.n_train, c.data_seed + 1)
+    g = generator(c.data_seed + 3)
     picks = []
-    for c in classes:
-        idx = torch.nonzero(ytr == c).flatten()
+    for cls in classes:
+        idx = torch.nonzero(ytr == cls).flatten()
         if n_labelled > len(idx):
-            raise ValueError(f"n_labelled must be an integer in [1, {len(idx)}] for class {c}, got {n_labelled}")
+            raise ValueError(f"n_labelled must be an integer in [1, {len(idx)}] for class {cls}, got {n_labelled}")
         picks.append(idx[torch.randperm(len(idx), generator=g)[:n_labelled]])
     lab = torch.cat(picks)
     Xl, yl = Xtr[lab].to(dev), ytr[lab].to(dev)
@@ -381,17 +344,14 @@ def record_fixmatch_trajectories(
     if mu * batch_size > len(Xtr):
         raise ValueError(f"mu * batch_size must be at most {len(Xtr)} (the training-set size), got {mu * batch_size}")
     Xu = Xtr.to(dev)
-    pset = prediction_set(dataset, classes, n_test, readout="imprint", n_imprint=n_imprint,
-                          data_seed=data_seed, device=dev)
-    config = dict(method="fixmatch", dataset=dataset, classes=classes, n_labelled=n_labelled, n_seeds=n_seeds,
-                  steps=steps, checkpoints=checkpoints, n_test=n_test, n_train=n_train, batch_size=batch_size,
-                  mu=mu, tau=tau, lambda_u=lambda_u, optimizer=optimizer, lr=lr, channels=channels, seed=seed,
-                  data_seed=data_seed, readout="imprint", union_classes=classes, n_imprint=n_imprint)
+    pset = prediction_set(dataset, classes, c.n_test, readout="imprint", n_imprint=c.n_imprint,
+                          data_seed=c.data_seed, device=dev)
+    config_dict = dict(method="fixmatch", n_labelled=n_labelled, mu=mu, tau=tau, lambda_u=lambda_u, **c.to_dict())
     mask_rate = np.zeros((n_seeds, steps))
 
     def build(k, s):
         model = init_cnn(10, channels, s, dev)
-        opt = make_optimizer(model.parameters(), optimizer, lr)
+        opt = make_optimizer(model.parameters(), c.optimizer, c.lr, c.momentum, c.weight_decay)
         lab_batches = batch_stream(len(yl), batch_size, s)
         unl_batches = batch_stream(len(Xu), mu * batch_size, s + 104729)
         g_aug = generator(s + 7919)
@@ -408,7 +368,7 @@ def record_fixmatch_trajectories(
             mask_rate[k, step] = rate
         return model, train_step
 
-    probs, _ = record_seeds(build, n_seeds, steps, checkpoints, pset, seed=seed, progress=progress,
+    probs, _ = record_seeds(build, n_seeds, steps, c.checkpoints, pset, seed=c.seed, progress=progress,
                             desc="FixMatch seeds")
-    config["mask_rate"] = mask_rate.tolist()
-    return trajectories_from_probs(probs, checkpoints, pset, [seed + k for k in range(n_seeds)], config)
+    config_dict["mask_rate"] = mask_rate.tolist()
+    return trajectories_from_probs(probs, c.checkpoints, pset, c.seeds, config_dict)

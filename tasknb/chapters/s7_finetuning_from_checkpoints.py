@@ -44,18 +44,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import DATASETS
+from ..data import draw_subset, load_task_images
 from ..device import get_device
-from ..geometry import bhattacharyya, bhattacharyya_matrix, imprint, progress, riemann_length
-from ..trajectories import (batch_stream, check_channels, check_checkpoints, default_checkpoints, draw_subset,
-                           init_cnn, load_task_images, make_optimizer, prediction_set, progress_bar, record_run,
-                           supervised_step)
-from ..validation import (check_choice, check_int_sequence, check_positive_int,
-                         check_seed)
+from ..geometry import bhattacharyya, bhattacharyya_matrix, progress, riemann_length
+from ..networks.cnn import init_cnn
+from ..readout import imprint, prediction_set
+from ..trajectories import (batch_stream, check_checkpoints, default_checkpoints, make_optimizer, progress_bar,
+                           record_run, run_config, supervised_step)
+from ..validation import check_choice, check_int_sequence, check_positive_int, check_seed
 
 __all__ = ["Pretraining", "FineTuning", "check_subtasks", "pretrain_with_checkpoints", "finetune_from_checkpoints",
            "distance_travelled", "distance_to_trajectory", "progress_along", "HEADS", "DEFAULT_SUBTASKS",
-           "DISTANCE_KINDS"]
+           "DISTANCE_KINDS", "PRETRAINING_DEFAULTS"]
 
 #: how the 2-way head of a fine-tuned network is made (see the module docstring)
 HEADS = ("imprint", "pretrained", "random")
@@ -64,6 +64,9 @@ HEADS = ("imprint", "pretrained", "random")
 DEFAULT_SUBTASKS = ((2, 4), (5, 7))
 #: what :func:`distance_travelled` measures
 DISTANCE_KINDS = ("endpoints", "length")
+#: run defaults of :func:`pretrain_with_checkpoints` (RunConfig fields): one network, read through
+#: an imprinted head over the ten classes
+PRETRAINING_DEFAULTS = dict(n_seeds=1, readout="imprint")
 
 
 @dataclass
@@ -75,7 +78,7 @@ class Pretraining:
     labels : int64 (N,), labels of the fixed test images (0..9)
     accuracy : float64 (T,), 10-class test accuracy of the imprinted readout
     states : list of T state dicts (plain CPU tensors) -- the weights at each checkpoint
-    config : dict of the arguments of :func:`pretrain_with_checkpoints`
+    config : dict of the run (``RunConfig.to_dict()``; n_seeds = 1)
     data : (X_train, y_train, PredictionSet) the run used, kept so that fine-tuning need not
         reload them (rebuilt from ``config`` when None or on another device)
     """
@@ -136,42 +139,20 @@ def _training_data_and_prediction_set(config, dev):
     return Xtr.to(dev), ytr.to(dev), pset
 
 
-def pretrain_with_checkpoints(
-    dataset: str = "fashion_mnist",
-    *,
-    steps: int = 300,
-    checkpoints=None,
-    n_test: int = 1000,
-    n_train: int | None = None,
-    batch_size: int = 64,
-    optimizer: str = "sgd",
-    lr: float = 0.05,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    channels=(8, 16),
-    seed: int = 0,
-    data_seed: int = 0,
-    n_imprint: int = 100,
-    device="auto",
-    progress: bool = False,
-) -> Pretraining:
+def pretrain_with_checkpoints(config=None, *, device="auto", progress: bool = False, **changes) -> Pretraining:
     """Supervised training of one SmallCNN on all ten classes, keeping its weights at the
     checkpoints (the "standard supervised learning on CIFAR-10" of Result 6 of S).
 
     Parameters
     ----------
-    dataset : "fashion_mnist" (default) or "digits".
-    steps : int >= 1, default 300, optimizer steps (mini-batches drawn by reshuffled epochs).
-    checkpoints : sorted distinct ints in [0, steps], default ``default_checkpoints(steps)``;
-        the weights are kept at every one of them, so any can be a fine-tuning start.
-    n_test : int >= 1, default 1000, N fixed test images (all ten classes, drawn with ``data_seed``).
-    n_train : int or None (default: all 60k), training images drawn with ``data_seed``.
-    batch_size, optimizer ("sgd" with ``momentum`` | "adam"), lr, momentum, weight_decay :
-        as in :func:`tasknb.trajectories.make_optimizer`; defaults 64, "sgd", 0.05, 0.9, 0.
-    channels : (c1, c2) of the SmallCNN, default (8, 16).
-    seed : int >= 0, initialisation and batch order.   data_seed : which images are drawn.
-    n_imprint : int >= 1, default 100, training images per class the readout head is imprinted
-        from (eq. 7); the readout is ``prediction_set(..., classes=range(10), readout="imprint")``.
+    config : a :class:`~tasknb.trajectories.RunConfig` or the dataset name; RunConfig fields as
+        keywords fill in or replace its fields, defaults ``PRETRAINING_DEFAULTS`` over RunConfig's:
+        one network (n_seeds must be 1; ``seed`` is its initialisation and batch order), all ten
+        classes, 300 SGD steps (lr 0.05, momentum 0.9, weight_decay 0), batch 64, checkpoints
+        ``default_checkpoints(steps)`` (the weights are kept at every one of them, so any can be a
+        fine-tuning start), n_test 1000 images drawn with ``data_seed``, n_train (default all
+        60k) drawn with ``data_seed + 1``, and readout "imprint": a head imprinted from
+        ``n_imprint`` (default 100) training images per class (eq. 7), the only readout allowed.
     device : "auto" | "cpu" | "cuda".    progress : show a tqdm bar.
 
     Returns
@@ -179,23 +160,17 @@ def pretrain_with_checkpoints(
     :class:`Pretraining` with probs (T, N, 10), steps (T,), the T state dicts.
     Same arguments -> same numbers on the same device.
     """
-    check_choice("dataset", dataset, DATASETS)
-    steps = check_positive_int("steps", steps)
-    checkpoints = check_checkpoints(checkpoints, steps)
-    n_test = check_positive_int("n_test", n_test)
-    if n_train is not None:
-        n_train = check_positive_int("n_train", n_train)
-    batch_size = check_positive_int("batch_size", batch_size)
-    make_optimizer([torch.zeros(1, requires_grad=True)], optimizer, lr, momentum, weight_decay)  # validates
-    channels = check_channels(channels)
-    seed = check_seed("seed", seed)
-    data_seed = check_seed("data_seed", data_seed)
-    n_imprint = check_positive_int("n_imprint", n_imprint)
+    c = run_config(config, PRETRAINING_DEFAULTS, **changes)
+    if c.n_seeds != 1:
+        raise ValueError(f"n_seeds must be 1 for a pre-training run (one network), got {c.n_seeds}")
+    if c.classes != tuple(range(10)) or c.union_classes != tuple(range(10)):
+        raise ValueError(f"classes must be all ten classes 0..9 for pre-training, got {list(c.classes)}")
+    if c.readout != "imprint":
+        raise ValueError(f"readout must be 'imprint' (fine-tuned networks change heads), got {c.readout!r}")
     dev = get_device(device)
-    config = dict(dataset=dataset, steps=steps, checkpoints=checkpoints, n_test=n_test, n_train=n_train,
-                  batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
-                  weight_decay=weight_decay, channels=channels, seed=seed, data_seed=data_seed,
-                  n_imprint=n_imprint)
+    config = c.to_dict()
+    steps, checkpoints, seed, channels = c.steps, c.checkpoints, c.seed, c.channels
+    optimizer, lr, momentum, weight_decay, batch_size = c.optimizer, c.lr, c.momentum, c.weight_decay, c.batch_size
     Xtr, ytr, pset = _training_data_and_prediction_set(config, dev)
     model = init_cnn(10, channels, seed, dev)
     opt = make_optimizer(model.parameters(), optimizer, lr, momentum, weight_decay)
