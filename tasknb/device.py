@@ -69,3 +69,27 @@ def describe_device(device=None) -> str:
     if dev.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(dev)})"
     return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def resolve_device(device, *arrays) -> torch.device:
+    """``get_device(device)`` when ``device`` is given; otherwise CUDA if any of ``arrays`` is a CUDA
+    tensor, else tasknb's default device."""
+    if device is not None:
+        return get_device(device)
+    for a in arrays:
+        if torch.is_tensor(a) and a.device.type == "cuda":
+            return a.device
+    return get_device()
+
+
+def as_tensor(x, device, dtype=torch.float64) -> torch.Tensor:
+    """``x`` (NumPy array, sequence or tensor) as a tensor of ``dtype`` on ``device``; a NumPy input is
+    copied (it may be a read-only view), a tensor is detached."""
+    if torch.is_tensor(x):
+        return x.detach().to(device=device, dtype=dtype)
+    return torch.tensor(np.asarray(x), dtype=dtype, device=device)
+
+
+def like_input(x: torch.Tensor, as_torch: bool):
+    """Return a result the way the caller passed its input: the tensor itself, or a NumPy copy on the CPU."""
+    return x if as_torch else x.cpu().numpy()

@@ -39,7 +39,7 @@ from .validation import check_choice, check_int_sequence, check_positive_int, ch
 
 __all__ = ["LEARNERS", "TransferCurves", "NetworkFamily", "binary_family", "softmax_family", "check_learners",
            "resolve_source_networks", "fit_target_learners", "target_learning_curves", "train_source",
-           "transfer_learning_curves"]
+           "transfer_learning_curves", "paired_standard_error", "TheoryAndNumericsGains"]
 
 #: the four learners, in the order the book plots them
 LEARNERS = ("TF", "RF", "2L", "ft-TF")
@@ -188,6 +188,37 @@ def resolve_source_networks(source_params, stack_type: type, sizes: dict, train)
         raise ValueError(f"source_params must hold a {stack_type.__name__} of ({', '.join(names)}) = {want} "
                          f"networks, got {got}")
     return source_params, np.full(want[0], -1)
+
+
+
+def paired_standard_error(differences, axis: int = -1):
+    """Standard error of a gain from paired realizations: std(ddof=1) / sqrt(K) along ``axis``.
+
+    ``differences`` holds err(baseline) - err(transfer) per realization (the book's gain
+    convention: positive when transfer helps), K of them along ``axis``. Returns the other axes'
+    shape (a 0-d array for a vector), zeros when K = 1 (no spread to estimate).
+    """
+    d = np.asarray(differences)
+    K = d.shape[axis]
+    return d.std(axis, ddof=1) / np.sqrt(K) if K > 1 else np.zeros(np.delete(d.shape, axis))
+
+
+class TheoryAndNumericsGains:
+    """``gain`` and ``gain_sem`` for a result holding errors per learner from the theory and from
+    trained networks: ``theory[name]`` / ``numerics[name]`` (realization means) and
+    ``theory_realizations[name]`` / ``numerics_realizations[name]`` (realizations on axis 1)."""
+
+    def gain(self, transfer: str, baseline: str, numerics: bool = False) -> np.ndarray:
+        """err(baseline) - err(transfer) of the realization-mean errors, from the theory or (with
+        ``numerics``) from the trained learners; positive where the ``transfer`` learner is better."""
+        table = self.numerics if numerics else self.theory
+        return table[baseline] - table[transfer]
+
+    def gain_sem(self, transfer: str, baseline: str, numerics: bool = False) -> np.ndarray:
+        """Standard error of :meth:`gain` from the paired per-realization differences
+        (:func:`paired_standard_error` over the K realizations)."""
+        table = self.numerics_realizations if numerics else self.theory_realizations
+        return paired_standard_error(table[baseline] - table[transfer], axis=1)
 
 
 @dataclass

@@ -33,8 +33,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .device import get_device
-from .validation import check_choice, check_positive_int, check_positive_real, check_real_in, check_seed
+from .device import as_tensor, get_device, like_input, resolve_device
+from .validation import (array_shape, check_choice, check_label_vector, check_positive_int, check_positive_real,
+                         check_real_in, check_seed)
 
 __all__ = [
     "PROB_ATOL",
@@ -72,31 +73,6 @@ _SMALL_ANGLE = 1e-7
 
 
 # ----------------------------------------------------------------------------- helpers
-def _is_torch(x) -> bool:
-    return isinstance(x, torch.Tensor)
-
-
-def _resolve_device(device, *arrays):
-    if device is not None:
-        return get_device(device)
-    for a in arrays:
-        if _is_torch(a) and a.device.type == "cuda":
-            return a.device
-    return get_device()
-
-
-def _shape_of(name, x):
-    if _is_torch(x) or isinstance(x, np.ndarray):
-        return tuple(x.shape)
-    raise ValueError(f"{name} must be a NumPy array or a torch tensor of probabilities, got {type(x).__name__}")
-
-
-def _to_tensor(x, device, dtype=torch.float64) -> torch.Tensor:
-    if _is_torch(x):
-        return x.detach().to(device=device, dtype=dtype)
-    return torch.tensor(np.asarray(x), dtype=dtype, device=device)  # a copy (inputs may be read-only views)
-
-
 def _check_probs(name: str, t: torch.Tensor) -> None:
     """Raise ValueError unless ``t`` (..., C) holds finite, non-negative rows summing to 1.
 
@@ -123,14 +99,10 @@ def _check_ndim(name: str, shape, allowed: tuple[int, ...], what: str) -> None:
         raise ValueError(f"{name} must have shape {what}, got shape {shape}")
 
 
-def _back(x: torch.Tensor, like_torch: bool):
-    return x if like_torch else x.cpu().numpy()
-
-
 def _probs(name, x, device, ndims, what):
-    shape = _shape_of(name, x)
+    shape = array_shape(name, x)
     _check_ndim(name, shape, ndims, what)
-    t = _to_tensor(x, device)
+    t = as_tensor(x, device)
     _check_probs(name, t)
     return t
 
@@ -171,11 +143,11 @@ def bhattacharyya_matrix(P, Q=None, *, chunk: int = 2**24, block: int = 128, dev
     whose product underflows is redone per sample with the clamp).  With ``Q=None`` only block pairs on or above the diagonal are computed.
     Each slice of samples is validated (finite, >= 0, rows sum to 1 within ``PROB_ATOL``).
     """
-    P_shape = _shape_of("P", P)
+    P_shape = array_shape("P", P)
     _check_ndim("P", P_shape, (3,), "(m, N, C)")
     sym = Q is None
     if not sym:
-        Q_shape = _shape_of("Q", Q)
+        Q_shape = array_shape("Q", Q)
         _check_ndim("Q", Q_shape, (3,), "(m', N, C)")
         if Q_shape[1:] != P_shape[1:]:
             raise ValueError(f"Q must have the same (N, C) as P, got Q {Q_shape} and P {P_shape}")
@@ -188,8 +160,8 @@ def bhattacharyya_matrix(P, Q=None, *, chunk: int = 2**24, block: int = 128, dev
     mq = Q_shape[0]
     if m == 0 or mq == 0 or N == 0 or C == 0:
         raise ValueError(f"P and Q must have at least one model, sample and class, got {P_shape} and {Q_shape}")
-    dev = _resolve_device(device, P, Q)
-    like_torch = _is_torch(P)
+    dev = resolve_device(device, P, Q)
+    like_torch = torch.is_tensor(P)
 
     bi = min(block, m)
     bj = min(block, mq)
@@ -209,7 +181,7 @@ def bhattacharyya_matrix(P, Q=None, *, chunk: int = 2**24, block: int = 128, dev
 
     def sqrt_slice(name, X, n0, n1):
         t = X[:, n0:n1, :]
-        if _is_torch(t):  # always a private copy: the square root is taken in place
+        if torch.is_tensor(t):  # always a private copy: the square root is taken in place
             t = t.detach().to(device=dev, dtype=dtype, copy=True).contiguous()
         else:
             t = torch.tensor(np.asarray(t), dtype=dtype, device=dev)
@@ -248,7 +220,7 @@ def bhattacharyya_matrix(P, Q=None, *, chunk: int = 2**24, block: int = 128, dev
     if sym:
         up = torch.triu(out, diagonal=1)
         out = up + up.T
-    return _back(out, like_torch)
+    return like_input(out, like_torch)
 
 
 def bhattacharyya(P, Q, *, device=None):
@@ -258,20 +230,20 @@ def bhattacharyya(P, Q, *, device=None):
     distances of shape (...) (a float for two single models).  Coefficients are clamped to
     (tiny, 1] as in ``bhattacharyya_matrix``; accumulation is float64.
     """
-    dev = _resolve_device(device, P, Q)
+    dev = resolve_device(device, P, Q)
     for name, x in (("P", P), ("Q", Q)):
-        if len(_shape_of(name, x)) < 2:
-            raise ValueError(f"{name} must have shape (..., N, C), got shape {_shape_of(name, x)}")
-    if _shape_of("P", P)[-2:] != _shape_of("Q", Q)[-2:]:
-        raise ValueError(f"P and Q must share (N, C), got {_shape_of('P', P)} and {_shape_of('Q', Q)}")
-    tP, tQ = _to_tensor(P, dev), _to_tensor(Q, dev)
+        if len(array_shape(name, x)) < 2:
+            raise ValueError(f"{name} must have shape (..., N, C), got shape {array_shape(name, x)}")
+    if array_shape("P", P)[-2:] != array_shape("Q", Q)[-2:]:
+        raise ValueError(f"P and Q must share (N, C), got {array_shape('P', P)} and {array_shape('Q', Q)}")
+    tP, tQ = as_tensor(P, dev), as_tensor(Q, dev)
     _check_probs("P", tP)
     _check_probs("Q", tQ)
     d = _bhat_paired(tP, tQ)
-    like_torch = _is_torch(P) or _is_torch(Q)
+    like_torch = torch.is_tensor(P) or torch.is_tensor(Q)
     if d.ndim == 0 and not like_torch:
         return float(d)
-    return _back(d, like_torch)
+    return like_input(d, like_torch)
 
 
 def _bhat_paired(tP: torch.Tensor, tQ: torch.Tensor) -> torch.Tensor:
@@ -309,15 +281,15 @@ def geodesic(P, Q, lam, *, device=None):
     Parameters: P, Q of shape (N, C); ``lam`` a scalar in [0, 1] -> returns (N, C), or a 1-D
     array of values in [0, 1] -> returns (len(lam), N, C).  Probabilities, float64.
     """
-    dev = _resolve_device(device, P, Q)
+    dev = resolve_device(device, P, Q)
     tP = _probs("P", P, dev, (2,), "(N, C)")
     tQ = _probs("Q", Q, dev, (2,), "(N, C)")
     if tP.shape != tQ.shape:
         raise ValueError(f"P and Q must have the same shape (N, C), got {tuple(tP.shape)} and {tuple(tQ.shape)}")
-    scalar = isinstance(lam, numbers.Real) or (np.ndim(lam) == 0 and not _is_torch(lam)) or (
-        _is_torch(lam) and lam.ndim == 0
+    scalar = isinstance(lam, numbers.Real) or (np.ndim(lam) == 0 and not torch.is_tensor(lam)) or (
+        torch.is_tensor(lam) and lam.ndim == 0
     )
-    lam_arr = np.atleast_1d(np.asarray(lam.cpu() if _is_torch(lam) else lam, dtype=np.float64))
+    lam_arr = np.atleast_1d(np.asarray(lam.cpu() if torch.is_tensor(lam) else lam, dtype=np.float64))
     if lam_arr.ndim != 1 or lam_arr.size == 0:
         raise ValueError(f"lam must be a number or a non-empty 1-D array in [0, 1], got shape {lam_arr.shape}")
     if not np.all(np.isfinite(lam_arr)) or lam_arr.min() < 0 or lam_arr.max() > 1:
@@ -326,22 +298,10 @@ def geodesic(P, Q, lam, *, device=None):
     out = z * z
     if scalar:
         out = out[0]
-    return _back(out, _is_torch(P) or _is_torch(Q))
+    return like_input(out, torch.is_tensor(P) or torch.is_tensor(Q))
 
 
 # ----------------------------------------------------------------------------- eq. (4)
-def _check_labels(labels, N, C, dev) -> torch.Tensor:
-    lab = labels.detach().cpu().numpy() if _is_torch(labels) else np.asarray(labels)
-    if lab.shape != (N,):
-        raise ValueError(f"labels must have shape (N,) = ({N},), got {lab.shape}")
-    if not np.issubdtype(lab.dtype, np.integer):
-        if not (np.issubdtype(lab.dtype, np.floating) and np.all(lab == np.round(lab))):
-            raise ValueError(f"labels must be integers in [0, {C - 1}], got dtype {lab.dtype}")
-    if lab.min() < 0 or lab.max() > C - 1:
-        raise ValueError(f"labels must be integers in [0, {C - 1}], got values from {lab.min()} to {lab.max()}")
-    return torch.as_tensor(lab.astype(np.int64), device=dev)
-
-
 def reference_points(labels, n_classes: int, *, clip: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The two ends of the geodesic of eq. (4) of S for the labels of N samples.
 
@@ -352,10 +312,10 @@ def reference_points(labels, n_classes: int, *, clip: float | None = None) -> tu
     one-hot rows.  Returns float64 NumPy arrays (P0, Pstar).
     """
     C = check_positive_int("n_classes", n_classes, minimum=2)
-    lab = labels.detach().cpu().numpy() if _is_torch(labels) else np.asarray(labels)
+    lab = labels.detach().cpu().numpy() if torch.is_tensor(labels) else np.asarray(labels)
     if lab.ndim != 1 or lab.size == 0:
         raise ValueError(f"labels must be a non-empty 1-D array of integers in [0, {C - 1}], got shape {lab.shape}")
-    _check_labels(lab, lab.shape[0], C, "cpu")
+    check_label_vector(lab, lab.shape[0], C, "cpu")
     P0 = np.full((lab.shape[0], C), 1.0 / C)
     Pstar = np.eye(C)[lab]
     if clip is not None:
@@ -387,11 +347,11 @@ def progress(P, labels, *, tol: float = 1e-10, device=None):
     bisect on the sign of f' for all models at once (f'(0) >= 0 -> t = 0, f'(1) <= 0 -> t = 1),
     ceil(log2(1/tol)) steps, so the answer is within ``tol`` of the exact minimiser.
     """
-    dev = _resolve_device(device, P)
-    shape = _shape_of("P", P)
+    dev = resolve_device(device, P)
+    shape = array_shape("P", P)
     _check_ndim("P", shape, (2, 3), "(m, N, C) or (N, C)")
     tol = check_real_in("tol", tol, 1e-15, 0.5)
-    tP = _to_tensor(P, dev)
+    tP = as_tensor(P, dev)
     _check_probs("P", tP)
     single = tP.ndim == 2
     if single:
@@ -399,14 +359,14 @@ def progress(P, labels, *, tol: float = 1e-10, device=None):
     m, N, C = tP.shape
     if C < 2:
         raise ValueError(f"P must have at least C = 2 classes for progress, got C = {C}")
-    lab = _check_labels(labels, N, C, dev)
+    lab = check_label_vector(labels, N, C, dev)
     sq = tP.sqrt()
     a = sq.sum(-1) / math.sqrt(C)  # (m, N)
     r = sq.gather(-1, lab.view(1, N, 1).expand(m, N, 1)).squeeze(-1)
     th = math.acos(1.0 / math.sqrt(C))
     b = (r - a / math.sqrt(C)) / math.sin(th)
     t = _progress_from_ab(a, b, th, tol)
-    return float(t[0]) if single and not _is_torch(P) else _back(t[0] if single else t, _is_torch(P))
+    return float(t[0]) if single and not torch.is_tensor(P) else like_input(t[0] if single else t, torch.is_tensor(P))
 
 
 def _progress_from_ab(a: torch.Tensor, b: torch.Tensor, th: float, tol: float) -> torch.Tensor:
@@ -452,20 +412,20 @@ def interpolate_trajectory(traj, t_grid, *, labels=None, progress_values=None, d
 
     Returns (len(t_grid), N, C) probabilities (NumPy, or torch for torch input).
     """
-    dev = _resolve_device(device, traj)
+    dev = resolve_device(device, traj)
     tr = _traj("traj", traj, dev)
     T = tr.shape[0]
     if T < 2:
         raise ValueError(f"traj must hold at least 2 checkpoints (T >= 2), got T = {T}")
-    grid = np.asarray(t_grid.cpu() if _is_torch(t_grid) else t_grid, dtype=np.float64)
+    grid = np.asarray(t_grid.cpu() if torch.is_tensor(t_grid) else t_grid, dtype=np.float64)
     if grid.ndim != 1 or grid.size == 0 or not np.all(np.isfinite(grid)) or grid.min() < 0 or grid.max() > 1:
         raise ValueError("t_grid must be a non-empty 1-D array of values in [0, 1]")
     if progress_values is None:
         if labels is None:
             raise ValueError("interpolate_trajectory needs labels (N,) or progress_values (T,)")
-        tk = np.asarray(_back(progress(tr, labels, device=dev), False), dtype=np.float64)
+        tk = np.asarray(like_input(progress(tr, labels, device=dev), False), dtype=np.float64)
     else:
-        tk = np.asarray(progress_values.cpu() if _is_torch(progress_values) else progress_values, dtype=np.float64)
+        tk = np.asarray(progress_values.cpu() if torch.is_tensor(progress_values) else progress_values, dtype=np.float64)
         if tk.shape != (T,) or not np.all(np.isfinite(tk)):
             raise ValueError(f"progress_values must be {T} finite numbers (one per checkpoint), got shape {tk.shape}")
     sq = tr.sqrt()
@@ -485,7 +445,7 @@ def interpolate_trajectory(traj, t_grid, *, labels=None, progress_values=None, d
                 z = _slerp_sqrt(sq[k], sq[k + 1], torch.tensor([lam], dtype=torch.float64, device=dev))[0]
                 out[i] = z * z
                 break
-    return _back(out, _is_torch(traj))
+    return like_input(out, torch.is_tensor(traj))
 
 
 def _grid_weights(T: int, t_grid, dev) -> torch.Tensor:
@@ -495,7 +455,7 @@ def _grid_weights(T: int, t_grid, dev) -> torch.Tensor:
             return torch.ones(1, dtype=torch.float64, device=dev)
         t = torch.linspace(0, 1, T, dtype=torch.float64, device=dev)
     else:
-        t = torch.as_tensor(np.asarray(t_grid.cpu() if _is_torch(t_grid) else t_grid, dtype=np.float64), device=dev)
+        t = torch.as_tensor(np.asarray(t_grid.cpu() if torch.is_tensor(t_grid) else t_grid, dtype=np.float64), device=dev)
         if t.shape != (T,):
             raise ValueError(f"t_grid must have one value per trajectory point ({T}), got shape {tuple(t.shape)}")
     w = torch.zeros(T, dtype=torch.float64, device=dev)
@@ -514,7 +474,7 @@ def trajectory_distance(traj_a, traj_b, *, t_grid=None, return_integrand: bool =
     Returns a float, or ``(float, integrand (T,))`` with ``return_integrand`` (the curves of
     App. G / Fig. A3 show the integrand).
     """
-    dev = _resolve_device(device, traj_a, traj_b)
+    dev = resolve_device(device, traj_a, traj_b)
     a = _traj("traj_a", traj_a, dev)
     b = _traj("traj_b", traj_b, dev)
     if a.shape != b.shape:
@@ -522,7 +482,7 @@ def trajectory_distance(traj_a, traj_b, *, t_grid=None, return_integrand: bool =
     d = _bhat_paired(a, b)
     total = float((d * _grid_weights(a.shape[0], t_grid, dev)).sum())
     if return_integrand:
-        return total, _back(d, _is_torch(traj_a))
+        return total, like_input(d, torch.is_tensor(traj_a))
     return total
 
 
@@ -537,7 +497,7 @@ def riemann_length(traj, *, device=None):
     (``interpolate_trajectory``) when checkpoints are far apart.
     Returns a float.
     """
-    dev = _resolve_device(device, traj)
+    dev = resolve_device(device, traj)
     tr = _traj("traj", traj, dev)
     if tr.shape[0] < 2:
         raise ValueError(f"traj must hold at least 2 points (T >= 2), got T = {tr.shape[0]}")
@@ -550,9 +510,9 @@ def mean_trajectory(trajs, *, device=None):
     The Bhattacharyya centroid has no closed form, so (as the paper does) the mean is the
     arithmetic mean of the probabilities: ``trajs`` (K, T, N, C) -> (T, N, C).
     """
-    dev = _resolve_device(device, trajs)
+    dev = resolve_device(device, trajs)
     t = _probs("trajs", trajs, dev, (4,), "(K, T, N, C)")
-    return _back(t.mean(0), _is_torch(trajs))
+    return like_input(t.mean(0), torch.is_tensor(trajs))
 
 
 def tube_radius(trajs, mean=None, *, integrated: bool = False, t_grid=None, device=None):
@@ -562,7 +522,7 @@ def tube_radius(trajs, mean=None, *, integrated: bool = False, t_grid=None, devi
     ``integrated=True`` the App. G scalar ``max_k d_traj(tau_k, tau_mean)`` (eq. 5) instead.
     ``trajs`` (K, T, N, C); ``mean`` (T, N, C), default ``mean_trajectory(trajs)``.
     """
-    dev = _resolve_device(device, trajs)
+    dev = resolve_device(device, trajs)
     t = _probs("trajs", trajs, dev, (4,), "(K, T, N, C)")
     mu = t.mean(0) if mean is None else _probs("mean", mean, dev, (3,), "(T, N, C)")
     if mu.shape != t.shape[1:]:
@@ -570,7 +530,7 @@ def tube_radius(trajs, mean=None, *, integrated: bool = False, t_grid=None, devi
     d = _bhat_paired(t, mu[None])  # (K, T)
     if integrated:
         return float((d * _grid_weights(t.shape[1], t_grid, dev)).sum(1).max())
-    return _back(d.max(0).values, _is_torch(trajs))
+    return like_input(d.max(0).values, torch.is_tensor(trajs))
 
 
 def normalized_distance(trajs_1, trajs_2, *, device=None):
@@ -581,7 +541,7 @@ def normalized_distance(trajs_1, trajs_2, *, device=None):
     (K2, T, N, C) on the same grid, mapped to one task.  Below 1 the two tubes intersect.
     Returns (T,).
     """
-    dev = _resolve_device(device, trajs_1, trajs_2)
+    dev = resolve_device(device, trajs_1, trajs_2)
     a = _probs("trajs_1", trajs_1, dev, (4,), "(K1, T, N, C)")
     b = _probs("trajs_2", trajs_2, dev, (4,), "(K2, T, N, C)")
     if a.shape[1:] != b.shape[1:]:
@@ -590,7 +550,7 @@ def normalized_distance(trajs_1, trajs_2, *, device=None):
     ra = _bhat_paired(a, ma[None]).max(0).values
     rb = _bhat_paired(b, mb[None]).max(0).values
     d = 2 * _bhat_paired(ma, mb) / (ra + rb).clamp(min=_TINY)
-    return _back(d, _is_torch(trajs_1))
+    return like_input(d, torch.is_tensor(trajs_1))
 
 
 # ----------------------------------------------------------------------------- eqs. (9)-(11)
@@ -647,7 +607,7 @@ def inpca(D, k: int = 3, method: str = "auto", *, seed: int = 0):
     Eigenvector signs are fixed so that each column's largest-|.| entry is positive.
     Returns an ``InPCA``.
     """
-    Dn = np.asarray(D.detach().cpu() if _is_torch(D) else D, dtype=np.float64)
+    Dn = np.asarray(D.detach().cpu() if torch.is_tensor(D) else D, dtype=np.float64)
     if Dn.ndim != 2 or Dn.shape[0] != Dn.shape[1] or Dn.shape[0] < 2:
         raise ValueError(f"D must be a square (m, m) matrix with m >= 2, got shape {Dn.shape}")
     if not np.all(np.isfinite(Dn)):
@@ -707,8 +667,8 @@ def stochastic_projection(P, n_out: int, *, seed: int = 0, concentration: float 
     (..., N, n_out).  Stochastic maps can only shrink d_B (data processing), so the embedding
     of projected models agrees with the exact one up to that contraction.
     """
-    dev = _resolve_device(device, P)
-    shape = _shape_of("P", P)
+    dev = resolve_device(device, P)
+    shape = array_shape("P", P)
     if len(shape) < 2:
         raise ValueError(f"P must have shape (..., N, C), got shape {shape}")
     n_out = check_positive_int("n_out", n_out, minimum=2)
@@ -716,10 +676,10 @@ def stochastic_projection(P, n_out: int, *, seed: int = 0, concentration: float 
     concentration = check_positive_real("concentration", concentration)
     C = shape[-1]
     R = np.random.default_rng(seed).dirichlet(np.full(n_out, concentration), size=C).T  # (n_out, C)
-    t = _to_tensor(P, dev)
+    t = as_tensor(P, dev)
     _check_probs("P", t)
     out = t @ torch.as_tensor(R.T, device=dev)
-    return _back(out, _is_torch(P))
+    return like_input(out, torch.is_tensor(P))
 
 
 def inpca_projected(P, k: int = 3, n_out: int = 16, *, seed: int = 0, concentration: float = 1.0,

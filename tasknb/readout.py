@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from .data import DATASETS, draw_subset, load_task_images
-from .device import generator, get_device
-from .validation import check_choice, check_int_sequence, check_positive_int, check_positive_real, check_seed
+from .device import as_tensor, like_input, generator, get_device, resolve_device
+from .validation import array_shape, check_choice, check_label_vector, check_int_sequence, check_positive_int, check_positive_real, check_seed
 
 __all__ = ["imprint", "imprinted_probabilities", "to_union_task", "imprint_accuracy", "LinearProbe", "linear_probe",
            "log_likelihood", "prototypes", "prototypical_logits", "READOUTS", "PredictionSet", "prediction_set"]
@@ -45,58 +45,12 @@ _TINY = float(np.finfo(np.float64).tiny)
 
 
 # ----------------------------------------------------------------------------- array helpers
-def _is_torch(x) -> bool:
-    return isinstance(x, torch.Tensor)
-
-
-
-def _resolve_device(device, *arrays):
-    if device is not None:
-        return get_device(device)
-    for a in arrays:
-        if _is_torch(a) and a.device.type == "cuda":
-            return a.device
-    return get_device()
-
-
-
-def _shape_of(name, x):
-    if _is_torch(x) or isinstance(x, np.ndarray):
-        return tuple(x.shape)
-    raise ValueError(f"{name} must be a NumPy array or a torch tensor of probabilities, got {type(x).__name__}")
-
-
-
-def _to_tensor(x, device, dtype=torch.float64) -> torch.Tensor:
-    if _is_torch(x):
-        return x.detach().to(device=device, dtype=dtype)
-    return torch.tensor(np.asarray(x), dtype=dtype, device=device)  # a copy (inputs may be read-only views)
-
-
-
-def _back(x: torch.Tensor, like_torch: bool):
-    return x if like_torch else x.cpu().numpy()
-
-
-
-def _check_labels(labels, N, C, dev) -> torch.Tensor:
-    lab = labels.detach().cpu().numpy() if _is_torch(labels) else np.asarray(labels)
-    if lab.shape != (N,):
-        raise ValueError(f"labels must have shape (N,) = ({N},), got {lab.shape}")
-    if not np.issubdtype(lab.dtype, np.integer):
-        if not (np.issubdtype(lab.dtype, np.floating) and np.all(lab == np.round(lab))):
-            raise ValueError(f"labels must be integers in [0, {C - 1}], got dtype {lab.dtype}")
-    if lab.min() < 0 or lab.max() > C - 1:
-        raise ValueError(f"labels must be integers in [0, {C - 1}], got values from {lab.min()} to {lab.max()}")
-    return torch.as_tensor(lab.astype(np.int64), device=dev)
-
-
 # ----------------------------------------------------------------------------- eqs. (7)-(8)
 def _features(name, x, dev):
-    shape = _shape_of(name, x)
+    shape = array_shape(name, x)
     if len(shape) < 2:
         raise ValueError(f"{name} must have shape (..., n, d), got shape {shape}")
-    t = _to_tensor(x, dev)
+    t = as_tensor(x, dev)
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} must be finite; it has NaN or inf entries")
     return t
@@ -110,10 +64,10 @@ def imprint(features, labels, n_classes: int, *, normalize_features: bool = Fals
     integers in [0, n_classes - 1], every class present.  With ``normalize_features`` each
     feature vector is scaled to unit norm first (cosine classifier).  Returns (..., n_classes, d).
     """
-    dev = _resolve_device(device, features)
+    dev = resolve_device(device, features)
     n_classes = check_positive_int("n_classes", n_classes, minimum=2)
     f = _features("features", features, dev)
-    lab = _check_labels(labels, f.shape[-2], n_classes, dev)
+    lab = check_label_vector(labels, f.shape[-2], n_classes, dev)
     if torch.bincount(lab, minlength=n_classes).min() == 0:
         raise ValueError(f"labels must contain every class 0..{n_classes - 1} to imprint its weights")
     if normalize_features:
@@ -121,7 +75,7 @@ def imprint(features, labels, n_classes: int, *, normalize_features: bool = Fals
     onehot = torch.nn.functional.one_hot(lab, n_classes).to(torch.float64)  # (n, K)
     h = onehot.T @ f  # (..., K, d)
     w = h / h.norm(dim=-1, keepdim=True).clamp(min=_TINY)
-    return _back(w, _is_torch(features))
+    return like_input(w, torch.is_tensor(features))
 
 
 def imprinted_probabilities(features, weights, *, normalize_features: bool = False, scale: float = 1.0, device=None):
@@ -129,7 +83,7 @@ def imprinted_probabilities(features, weights, *, normalize_features: bool = Fal
 
     ``features`` (..., n, d), ``weights`` (..., K, d) from ``imprint``; returns (..., n, K).
     """
-    dev = _resolve_device(device, features)
+    dev = resolve_device(device, features)
     f = _features("features", features, dev)
     w = _features("weights", weights, dev)
     if f.shape[-1] != w.shape[-1]:
@@ -137,7 +91,7 @@ def imprinted_probabilities(features, weights, *, normalize_features: bool = Fal
     scale = check_positive_real("scale", scale)
     if normalize_features:
         f = f / f.norm(dim=-1, keepdim=True).clamp(min=_TINY)
-    return _back(torch.softmax(scale * f @ w.transpose(-1, -2), dim=-1), _is_torch(features))
+    return like_input(torch.softmax(scale * f @ w.transpose(-1, -2), dim=-1), torch.is_tensor(features))
 
 
 def to_union_task(features, union_labels, n_union: int, *, eval_features=None, normalize_features: bool = False,
@@ -152,7 +106,7 @@ def to_union_task(features, union_labels, n_union: int, *, eval_features=None, n
     """
     w = imprint(features, union_labels, n_union, normalize_features=normalize_features, device=device)
     ev = features if eval_features is None else eval_features
-    if _is_torch(ev) and not _is_torch(w):
+    if torch.is_tensor(ev) and not torch.is_tensor(w):
         w = torch.as_tensor(w)
     return imprinted_probabilities(ev, w, normalize_features=normalize_features, scale=scale, device=device)
 

@@ -35,23 +35,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
-from .validation import check_positive_int, check_real_in
+from .validation import check_finite_array, check_positive_int, check_real_in
 
 __all__ = ["teacher_feature_correlation", "candes_sur_threshold", "separability_threshold"]
-
-
-def _as_numpy(x, name):
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().double().numpy()
-    try:
-        a = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a numeric array, got {type(x).__name__}") from None
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return a
 
 
 def teacher_feature_correlation(Omega, Phi, theta) -> float:
@@ -61,7 +48,7 @@ def teacher_feature_correlation(Omega, Phi, theta) -> float:
     (the pseudo-inverse of Omega is used; r > 1 by more than 1e-6, impossible for moments of one
     Gaussian vector, raises ValueError).
     """
-    Om, Ph, th = _as_numpy(Omega, "Omega"), _as_numpy(Phi, "Phi"), _as_numpy(theta, "theta")
+    Om, Ph, th = check_finite_array("Omega", Omega), check_finite_array("Phi", Phi), check_finite_array("theta", theta)
     if Om.ndim != 2 or Om.shape[0] != Om.shape[1]:
         raise ValueError(f"Omega must be a square (H, H) matrix, got shape {Om.shape}")
     if Ph.ndim != 2 or Ph.shape[1] != Om.shape[0]:
@@ -120,7 +107,7 @@ def separability_threshold(Omega, Phi, theta) -> tuple[float, float]:
     Counts samples per *non-degenerate* feature: alpha* refers to M / H with H = Omega.shape[0]
     when Omega has full rank (a rank-deficient Omega of rank R gives alpha* R / H).
     """
-    Om = _as_numpy(Omega, "Omega")
+    Om = check_finite_array("Omega", Omega)
     r = teacher_feature_correlation(Om, Phi, theta)
     ev = np.linalg.eigvalsh(0.5 * (Om + Om.T))
     rank = int((ev > 1e-12 * max(float(ev.max()), 1e-300)).sum())

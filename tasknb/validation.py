@@ -12,6 +12,7 @@ import numbers
 from typing import Iterable
 
 import numpy as np
+import torch
 
 
 def _is_real(x) -> bool:
@@ -139,3 +140,37 @@ def check_parameters(values: dict, spec: dict) -> dict:
         else:
             raise ValueError(f"unknown rule {kind!r} for parameter {name!r}")
     return out
+
+
+def check_finite_array(name: str, x) -> np.ndarray:
+    """``x`` (array-like or tensor) as a float64 NumPy array; raise if it is not numeric or not finite."""
+    if torch.is_tensor(x):
+        x = x.detach().cpu().double().numpy()
+    try:
+        a = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a numeric array, got {type(x).__name__}") from None
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return a
+
+
+def array_shape(name: str, x, what: str = "probabilities") -> tuple:
+    """The shape of a NumPy array or torch tensor ``x``; raise naming ``name`` for anything else."""
+    if isinstance(x, np.ndarray) or torch.is_tensor(x):
+        return tuple(x.shape)
+    raise ValueError(f"{name} must be a NumPy array or a torch tensor of {what}, got {type(x).__name__}")
+
+
+def check_label_vector(labels, N: int, C: int, device, name: str = "labels") -> torch.Tensor:
+    """``labels`` (N,) integer classes in [0, C - 1] (NumPy, list or tensor; integral floats accepted) as
+    an int64 tensor on ``device``; raise naming ``name`` otherwise."""
+    lab = labels.detach().cpu().numpy() if torch.is_tensor(labels) else np.asarray(labels)
+    if lab.shape != (N,):
+        raise ValueError(f"{name} must have shape (N,) = ({N},), got {lab.shape}")
+    if not np.issubdtype(lab.dtype, np.integer):
+        if not (np.issubdtype(lab.dtype, np.floating) and np.all(lab == np.round(lab))):
+            raise ValueError(f"{name} must be integers in [0, {C - 1}], got dtype {lab.dtype}")
+    if lab.min() < 0 or lab.max() > C - 1:
+        raise ValueError(f"{name} must be integers in [0, {C - 1}], got values from {lab.min()} to {lab.max()}")
+    return torch.as_tensor(lab.astype(np.int64), device=device)

@@ -45,3 +45,35 @@ def test_transfer_curves_protocol_and_validation():
         transfer_learning_curves(60, 30, 15, 15, M_grid=[0, 10])
     with pytest.raises(ValueError, match=r"rho must be in \[0, 1\]"):
         transfer_learning_curves(60, 30, 15, 15, rho=2.0)
+
+
+def test_paired_standard_error_matches_the_formula_and_is_zero_for_one_realization():
+    import numpy as np
+
+    from tasknb.feature_transfer import paired_standard_error
+
+    rng = np.random.default_rng(0)
+    d = rng.normal(size=(3, 5, 4))
+    expected = d.std(1, ddof=1) / np.sqrt(5)
+    assert np.array_equal(paired_standard_error(d, axis=1), expected)
+    assert paired_standard_error(d[:, :1], axis=1).shape == (3, 4)
+    assert not paired_standard_error(d[:, :1], axis=1).any()
+    assert float(paired_standard_error(np.array([0.1, 0.3]))) == np.std([0.1, 0.3], ddof=1) / np.sqrt(2)
+
+
+def test_theory_and_numerics_gains_are_positive_when_transfer_is_better():
+    import numpy as np
+
+    from tasknb.feature_transfer import TheoryAndNumericsGains
+
+    class Result(TheoryAndNumericsGains):
+        pass
+
+    r = Result()
+    per_real = {"TF": np.full((2, 3, 4), 0.1), "RF": np.full((2, 3, 4), 0.3)}
+    per_real["RF"][:, 0] += 0.02
+    r.theory = {k: v.mean(1) for k, v in per_real.items()}
+    r.theory_realizations = per_real
+    r.numerics, r.numerics_realizations = r.theory, per_real
+    assert (r.gain("TF", "RF") > 0).all() and (r.gain("RF", "TF") < 0).all()
+    assert (r.gain_sem("TF", "RF", numerics=True) > 0).all()

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..chmm import CHMM
-from ..feature_transfer import transfer_learning_curves
+from ..feature_transfer import TheoryAndNumericsGains, transfer_learning_curves
 from ..gaussian_equivalence import theory_over_targets
 from ..networks.stacks import TwoLayerStack
 from ..training import FINETUNE_DEFAULT, SCRATCH_DEFAULT, TrainingConfig
@@ -33,7 +33,7 @@ KNOBS = ("q", "eta", "rho")
 
 
 @dataclass
-class PhaseDiagram:
+class PhaseDiagram(TheoryAndNumericsGains):
     """Errors over (knob value, alpha) for each learner, averaged over realizations.
 
     ``theory[name]`` (n_values, n_alpha) for TF and RF on ``alpha``;
@@ -52,22 +52,6 @@ class PhaseDiagram:
     converged: np.ndarray | None = None
     theory_realizations: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     numerics_realizations: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
-
-    def gain(self, transfer: str, baseline: str, numerics: bool = False) -> np.ndarray:
-        """err(baseline) - err(transfer) of the realization-mean errors, (n_values, n_alpha) from
-        the theory or (n_values, n_M) from the trained learners (``numerics``); positive where the
-        ``transfer`` learner is better."""
-        table = self.numerics if numerics else self.theory
-        return table[baseline] - table[transfer]
-
-    def gain_sem(self, transfer: str, baseline: str, numerics: bool = False) -> np.ndarray:
-        """Standard error of :meth:`gain` from the paired per-realization differences
-        (std with ddof=1 over the K realizations, / sqrt(K); zeros when K = 1)."""
-        table = self.numerics_realizations if numerics else self.theory_realizations
-        d = table[baseline] - table[transfer]
-        K = d.shape[1]
-        return d.std(1, ddof=1) / np.sqrt(K) if K > 1 else np.zeros((d.shape[0], d.shape[2]))
-
 
 def phase_diagram(knob: str, values, base: dict, alphas, lam: float, source_params: TwoLayerStack,
                   rf_W1: torch.Tensor, M_numerics=(), numeric_learners=("TF", "2L", "ft-TF"),

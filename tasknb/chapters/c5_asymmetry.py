@@ -28,7 +28,7 @@ import torch
 
 from ..chmm import CHMM, stack_samples
 from ..device import get_device
-from ..feature_transfer import LEARNERS, TransferCurves, check_learners
+from ..feature_transfer import LEARNERS, TransferCurves, check_learners, paired_standard_error
 from ..gaussian_equivalence import theory_over_targets
 from ..networks.stacks import TwoLayerStack, classification_error, features, init_two_layer
 from ..training import (FINETUNE_DEFAULT, SCRATCH_DEFAULT, SOURCE_DEFAULT, TrainingConfig, fit_logistic_head,
@@ -267,9 +267,7 @@ class AsymmetrySweep:
     def gain_sem(self, transfer: str = "TF", baseline: str = "RF") -> np.ndarray:
         """Standard error of :meth:`gain` from the paired per-realization differences
         (std with ddof=1 over the K realizations, / sqrt(K); zeros when K = 1), shape (n, n_alpha)."""
-        d = self.theory_realizations[baseline] - self.theory_realizations[transfer]
-        K = d.shape[1]
-        return d.std(1, ddof=1) / np.sqrt(K) if K > 1 else np.zeros((d.shape[0], d.shape[2]))
+        return paired_standard_error(self.theory_realizations[baseline] - self.theory_realizations[transfer], axis=1)
 
     def mirror_pairs(self) -> list[tuple[int, int]]:
         """Index pairs (i, j) with L_t[i] < L_total / 2 and L_t[j] = L_total - L_t[i].
@@ -399,8 +397,7 @@ class HardEasy:
         check_choice("direction", direction, DIRECTIONS)
         c = self.curves[direction]
         check_choice("baseline", baseline, [n for n in c.errors if n != "TF"])
-        d = c.errors[baseline][index] - c.errors["TF"][index]
-        return float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else 0.0
+        return float(paired_standard_error(c.errors[baseline][index] - c.errors["TF"][index]))
 
 
 def hard_easy_curves(L_hard: int, L_easy: int, D: int, H: int, M_grid, M_source: int, realizations: int = 3,

@@ -41,7 +41,7 @@ from ..gaussian_equivalence import centred_features
 from ..replica import solve_saddle_point
 from ..separability import separability_threshold
 from ..training import fit_logistic_head
-from ..validation import check_int_sequence, check_positive_int, check_positive_real, check_seed
+from ..validation import check_finite_array, check_int_sequence, check_positive_int, check_positive_real, check_seed
 
 __all__ = ["SOLVER_DEFAULTS", "DoubleDescent", "threshold_from_training_loss", "interior_maxima", "excess_error",
            "double_descent_curves", "simulate_heads"]
@@ -51,20 +51,8 @@ __all__ = ["SOLVER_DEFAULTS", "DoubleDescent", "threshold_from_training_loss", "
 SOLVER_DEFAULTS = {"newton_after": 800, "max_iter": 4000}
 
 
-def _as_numpy(x, name):
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().double().numpy()
-    try:
-        a = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a numeric array, got {type(x).__name__}") from None
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return a
-
-
 def _grid(x, name, minimum_size=1):
-    a = _as_numpy(x, name)
+    a = check_finite_array(name, x)
     a = np.atleast_1d(a)
     if a.ndim != 1 or a.size < minimum_size:
         raise ValueError(f"{name} must be a 1-D array of at least {minimum_size} positive values, got shape {a.shape}")
@@ -85,10 +73,10 @@ def threshold_from_training_loss(alpha, lam, train_loss, converged=None) -> floa
     converged or s never crosses 1/2 on the grid (the threshold is outside it).
     """
     alpha = _grid(alpha, "alpha", 2)
-    lam_a = _as_numpy(lam, "lam").ravel()
+    lam_a = check_finite_array("lam", lam).ravel()
     if lam_a.size < 2 or np.any(lam_a <= 0):
         raise ValueError(f"lam must hold at least two ridges > 0, got {lam_a.tolist()}")
-    tl = _as_numpy(train_loss, "train_loss")
+    tl = check_finite_array("train_loss", train_loss)
     if tl.shape != (alpha.size, lam_a.size):
         raise ValueError(f"train_loss must have shape (len(alpha), len(lam)) = {(alpha.size, lam_a.size)}, got {tl.shape}")
     i1, i0 = np.argsort(lam_a)[:2]                                            # smallest, second smallest
@@ -110,7 +98,7 @@ def threshold_from_training_loss(alpha, lam, train_loss, converged=None) -> floa
 
 def interior_maxima(alpha, eps) -> list[tuple[float, float]]:
     """Strict interior local maxima (alpha, eps) of a curve eps(alpha): the interpolation peaks; [] if none."""
-    alpha, eps = _grid(alpha, "alpha", 3), _as_numpy(eps, "eps").ravel()
+    alpha, eps = _grid(alpha, "alpha", 3), check_finite_array("eps", eps).ravel()
     if eps.size != alpha.size:
         raise ValueError(f"eps must have one value per alpha ({alpha.size}), got {eps.size}")
     i = np.nonzero((eps[1:-1] > eps[:-2]) & (eps[1:-1] > eps[2:]))[0] + 1
@@ -122,8 +110,8 @@ def excess_error(eps, lam, lam_ref=None) -> np.ndarray:
 
     lam_ref defaults to the largest ridge of ``lam`` (which must be one of them).
     """
-    eps = _as_numpy(eps, "eps")
-    lam = _as_numpy(lam, "lam").ravel()
+    eps = check_finite_array("eps", eps)
+    lam = check_finite_array("lam", lam).ravel()
     if eps.ndim != 2 or eps.shape[1] != lam.size:
         raise ValueError(f"eps must have shape (A, len(lam) = {lam.size}), got {eps.shape}")
     j = int(np.argmax(lam)) if lam_ref is None else int(np.argmin(np.abs(lam - lam_ref)))
@@ -202,11 +190,11 @@ def double_descent_curves(Omega, Phi, theta, alphas, lams, **solver_kwargs) -> D
     and a RuntimeWarning names them; nothing is silently NaN.
     """
     alphas = _grid(alphas, "alphas", 3)
-    lams = _as_numpy(lams, "lams").ravel()
+    lams = check_finite_array("lams", lams).ravel()
     if lams.size < 2 or np.any(lams <= 0) or np.unique(lams).size != lams.size:
         raise ValueError(f"lams must hold at least two distinct ridges > 0, got {lams.tolist()}")
     lams = np.sort(lams)[::-1].copy()
-    th = _as_numpy(theta, "theta")
+    th = check_finite_array("theta", theta)
     if th.ndim != 1:
         raise ValueError(f"theta must be one teacher of shape (L,), got shape {th.shape}")
     kw = {**SOLVER_DEFAULTS, **solver_kwargs}

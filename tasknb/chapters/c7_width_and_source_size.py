@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from ..chmm import CHMM, stack_samples
 from ..device import get_device
-from ..feature_transfer import train_source, transfer_learning_curves
+from ..feature_transfer import TheoryAndNumericsGains, train_source, transfer_learning_curves
 from ..gaussian_equivalence import estimate_covariances
 from ..networks.stacks import classification_error, init_two_layer
 from ..replica import solve_saddle_point
@@ -139,7 +139,7 @@ def _check_common(D, L, eta, rho, q, lam, realizations, n_samples, M_test, seed)
 
 
 @dataclass
-class _Diagram:
+class _Diagram(TheoryAndNumericsGains):
     alpha: np.ndarray
     theory: dict[str, np.ndarray]
     train_error: dict[str, np.ndarray]
@@ -150,20 +150,6 @@ class _Diagram:
     source_epochs: np.ndarray
     config: dict
     numerics_realizations: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
-
-    def gain(self, transfer: str, baseline: str, numerics: bool = False) -> np.ndarray:
-        """err(baseline) - err(transfer) of the realization-mean errors (theory, or the trained
-        learners with ``numerics``): positive where the ``transfer`` learner is better."""
-        table = self.numerics if numerics else self.theory
-        return table[baseline] - table[transfer]
-
-    def gain_sem(self, transfer: str, baseline: str, numerics: bool = False) -> np.ndarray:
-        """Standard error of :meth:`gain` from the paired per-realization differences
-        (std with ddof=1 over the K realizations, / sqrt(K); zeros when K = 1)."""
-        table = self.numerics_realizations if numerics else self.theory_realizations
-        d = table[baseline] - table[transfer]
-        K = d.shape[1]
-        return d.std(1, ddof=1) / np.sqrt(K) if K > 1 else np.zeros((d.shape[0], d.shape[2]))
 
     def threshold(self, name: str, tol: float = 1e-3) -> np.ndarray:
         """Separability threshold alpha* of learner ``name`` ("TF" or "RF") per row (NaN off the grid).

@@ -39,8 +39,8 @@ from tqdm.auto import tqdm
 from ..book.plotting import new_figure, plot_learning_curves
 from ..data import DATASETS, load_dataset
 from ..device import generator, get_device
-from ..feature_transfer import (LEARNERS, TransferCurves, binary_family, check_learners, resolve_source_networks,
-                                target_learning_curves)
+from ..feature_transfer import (LEARNERS, TransferCurves, binary_family, check_learners, paired_standard_error,
+                                resolve_source_networks, target_learning_curves)
 from ..networks.stacks import TwoLayerStack, classification_error, init_two_layer
 from ..tasks import EVEN_ODD, LESS_THAN_5, binary_relabel
 from ..training import FINETUNE_DEFAULT, SCRATCH_DEFAULT, SOURCE_DEFAULT, TrainingConfig, train_stack
@@ -572,8 +572,7 @@ def transfer_gain(curves: TransferCurves, transfer: str = "TF", baseline: str = 
 def transfer_gain_sem(curves: TransferCurves, transfer: str = "TF", baseline: str = "RF", *, index=0) -> float:
     """Standard error of :func:`transfer_gain` from the paired realizations: the per-realization
     gain (averaged over the grid points ``index``), std with ddof=1 / sqrt(K); 0 when K = 1."""
-    d = _paired_gains(curves, transfer, baseline, index).mean(0)
-    return float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else 0.0
+    return float(paired_standard_error(_paired_gains(curves, transfer, baseline, index).mean(0)))
 
 
 def experiment_figure(curves: TransferCurves, pair: TaskPair | None = None, title: str | None = None,

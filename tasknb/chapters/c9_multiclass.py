@@ -43,8 +43,8 @@ from tqdm.auto import tqdm
 
 from ..chmm import MulticlassCHMM, stack_samples
 from ..device import get_device
-from ..feature_transfer import (LEARNERS, TransferCurves, check_learners, resolve_source_networks, softmax_family,
-                                target_learning_curves)
+from ..feature_transfer import (LEARNERS, TransferCurves, check_learners, paired_standard_error,
+                                resolve_source_networks, softmax_family, target_learning_curves)
 from ..networks.stacks import SoftmaxStack, init_softmax_net, softmax_error
 from ..training import FINETUNE_DEFAULT, SCRATCH_DEFAULT, SOURCE_DEFAULT, TrainingConfig, train_stack
 from ..validation import (check_choice, check_int_sequence, check_positive_int, check_positive_real,
@@ -168,9 +168,7 @@ class GainMap:
     def gain_sem(self, transfer: str, baseline: str) -> np.ndarray:
         """Standard error of :meth:`gain` from the paired per-realization differences
         (std with ddof=1 / sqrt(K); zeros when K = 1): (n_values, n_M)."""
-        d = self.errors(baseline) - self.errors(transfer)
-        K = d.shape[-1]
-        return d.std(-1, ddof=1) / np.sqrt(K) if K > 1 else np.zeros(d.shape[:-1])
+        return paired_standard_error(self.errors(baseline) - self.errors(transfer), axis=-1)
 
 
 def multiclass_gain_map(param: str, values, *, D: int, H: int, L_source: int, L_target: int,
@@ -239,9 +237,7 @@ class AsymmetricTransfer:
     def gain_sem(self, transfer: str = "TF", baseline: str = "RF") -> np.ndarray:
         """Standard error of :meth:`gain` from the paired per-realization differences
         (std with ddof=1 / sqrt(K); zeros when K = 1): (n_L, n_M)."""
-        d = self.errors(baseline) - self.errors(transfer)
-        K = d.shape[-1]
-        return d.std(-1, ddof=1) / np.sqrt(K) if K > 1 else np.zeros(d.shape[:-1])
+        return paired_standard_error(self.errors(baseline) - self.errors(transfer), axis=-1)
 
 
 def asymmetric_transfer(L_total: int, L_targets, *, D: int, H: int, n_classes: int = 3,
