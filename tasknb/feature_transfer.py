@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .chmm import CHMM, stack_samples
+from .chmm import CHMM, MulticlassCHMM, stack_samples
 from .device import get_device
 from .networks.stacks import (SoftmaxStack, TwoLayerStack, classification_error, features, init_softmax_net,
                               init_two_layer, softmax_error)
@@ -156,7 +156,8 @@ def train_source(chmms: list[CHMM], H: int, M_source: int, config: TrainingConfi
                  progress: bool = True):
     """Step (b) of the pipeline: train one source network per CHMM, with early stopping.
 
-    Returns ``(TrainingResult, W1_init)``: the trained stack (best validation epoch)
+    Binary :class:`~tasknb.chmm.CHMM` models get one-output networks, :class:`~tasknb.chmm.MulticlassCHMM`
+    models C-output soft-max networks. Returns ``(TrainingResult, W1_init)``: the trained stack (best validation epoch)
     and the random initial stack (its first layer is a natural RF baseline).
     """
     H = check_positive_int("H", H)
@@ -164,7 +165,11 @@ def train_source(chmms: list[CHMM], H: int, M_source: int, config: TrainingConfi
     M_val = check_positive_int("M_val", M_val)
     Xs, ys = stack_samples(chmms, M_source, "source", seed)
     Xv, yv = stack_samples(chmms, M_val, "source", seed + 10_000)
-    init = init_two_layer(len(chmms), H, chmms[0].D, seed=seed + 20_000, device=Xs.device, dtype=Xs.dtype)
+    if isinstance(chmms[0], MulticlassCHMM):
+        init = init_softmax_net(len(chmms), H, chmms[0].D, chmms[0].n_classes, seed=seed + 20_000,
+                                device=Xs.device, dtype=Xs.dtype)
+    else:
+        init = init_two_layer(len(chmms), H, chmms[0].D, seed=seed + 20_000, device=Xs.device, dtype=Xs.dtype)
     res = train_stack(init, Xs, ys, epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
                       lam=lam, X_val=Xv, y_val=yv, patience=patience, seed=seed, progress=progress,
                       desc="source nets")
@@ -271,7 +276,8 @@ def transfer_learning_curves(D: int, H: int, L_source: int, L_target: int, eta: 
                              scratch: TrainingConfig = SCRATCH_DEFAULT,
                              finetune: TrainingConfig = FINETUNE_DEFAULT,
                              seed: int = 0, device="auto", progress: bool = True,
-                             source_params: TwoLayerStack | None = None) -> TransferCurves:
+                             source_params: TwoLayerStack | SoftmaxStack | None = None,
+                             n_classes: int | None = None, max_iter: int = 200) -> TransferCurves:
     """Learning curves of TF, RF, 2L and ft-TF on the CHMM (figure 2b of the paper, numerically).
 
     Parameters
@@ -289,8 +295,12 @@ def transfer_learning_curves(D: int, H: int, L_source: int, L_target: int, eta: 
         L_source, realizations and seed (``curves.source_params``).  The source task of a
         CHMM depends only on its seed, so a sweep over the target's eta, rho, q or L_target
         can train the source networks once and reuse them.
+    n_classes : None (default) for the binary CHMM; an int C >= 2 for the C-class
+        :class:`~tasknb.chmm.MulticlassCHMM` with soft-max networks (appendix B), whose heads take
+        ``max_iter`` Newton steps; ``config["n_classes"]`` then holds C and chance is 1 - 1/C.
     """
     D, H = check_positive_int("D", D), check_positive_int("H", H)
+    C = None if n_classes is None else check_positive_int("n_classes", n_classes, minimum=2)
     M_grid = check_int_sequence("M_grid", M_grid, minimum=1)
     M_source = check_positive_int("M_source", M_source)
     M_test = check_positive_int("M_test", M_test)
@@ -299,23 +309,36 @@ def transfer_learning_curves(D: int, H: int, L_source: int, L_target: int, eta: 
     learners = check_learners(learners)
     seed = check_seed("seed", seed)
     dev = get_device(device)
-    chmms = [CHMM(D, L_source, L_target, eta, rho, q, seed=seed + k, device=dev) for k in range(K)]
+    if C is None:
+        chmms = [CHMM(D, L_source, L_target, eta, rho, q, seed=seed + k, device=dev) for k in range(K)]
+        stack_type, sizes, error = TwoLayerStack, {"K": K, "H": H, "D": D}, classification_error
+    else:
+        chmms = [MulticlassCHMM(D, L_source, L_target, C, eta, rho, q, seed=seed + k, device=dev) for k in range(K)]
+        stack_type, sizes, error = SoftmaxStack, {"K": K, "H": H, "D": D, "C": C}, softmax_error
 
     source_params, source_epochs = resolve_source_networks(
-        source_params, TwoLayerStack, {"K": K, "H": H, "D": D},
+        source_params, stack_type, sizes,
         lambda: train_source(chmms, H, M_source, source, lam=lam, seed=seed, progress=progress)[0])
     Xs_test, ys_test = stack_samples(chmms, M_test, "source", seed + 30_000)
-    source_error = classification_error(source_params, Xs_test, ys_test).cpu().numpy()
+    source_error = error(source_params, Xs_test, ys_test).cpu().numpy()
     W1_tf = source_params.W1
-    W1_rf = init_two_layer(K, H, D, seed=seed + 40_000, device=dev).W1
+    if C is None:
+        W1_rf = init_two_layer(K, H, D, seed=seed + 40_000, device=dev).W1
+        family = binary_family(K, H, D, dev)
+    else:
+        W1_rf = init_softmax_net(K, H, D, C, seed=seed + 40_000, device=dev).W1
+        family = softmax_family(K, H, D, C, dev, max_iter=max_iter)
     Xt_test, yt_test = stack_samples(chmms, M_test, "target", seed + 50_000)
 
     errors, conv = target_learning_curves(
-        binary_family(K, H, D, dev), W1_tf, W1_rf,
+        family, W1_tf, W1_rf,
         lambda i, M: stack_samples(chmms, M, "target", seed + 60_000 + 1000 * i), M_grid, Xt_test, yt_test,
         learners, lam, scratch, finetune, seed, progress=progress)
     config = dict(D=D, H=H, L_source=L_source, L_target=L_target, eta=eta, rho=rho, q=q,
                   M_source=M_source, M_test=M_test, realizations=K, lam=lam, seed=seed,
                   source=source, scratch=scratch, finetune=finetune, device=str(dev))
+    if C is not None:
+        config = dict(D=D, H=H, L_source=L_source, L_target=L_target, n_classes=C, **{
+            k: v for k, v in config.items() if k not in ("D", "H", "L_source", "L_target")})
     return TransferCurves(np.asarray(M_grid), H, errors, source_error, source_epochs, conv, config,
                           source_params)

@@ -7,9 +7,8 @@ from tasknb.chmm import CHMM, MulticlassCHMM, stack_samples
 from tasknb.networks.stacks import SoftmaxStack, features, init_softmax_net, softmax_error, softmax_logits
 from tasknb.training import TrainingConfig, cross_entropy, fit_softmax_head, train_stack
 from tasknb.chapters.c9_multiclass import AsymmetricTransfer, GainMap
-from tasknb.feature_transfer import TransferCurves
-from tasknb.chapters.c9_multiclass import (asymmetric_transfer, multiclass_gain_map, multiclass_transfer_curves,
-                                           train_multiclass_source)
+from tasknb.feature_transfer import TransferCurves, train_source
+from tasknb.chapters.c9_multiclass import (asymmetric_transfer, multiclass_gain_map, multiclass_transfer_curves)
 
 
 # ----------------------------------------------------------------------------- generator
@@ -145,7 +144,7 @@ def test_network_shapes_and_batched_training_equals_one_at_a_time():
 def test_tiny_learners_beat_chance_and_transfer_helps():
     K, D, H, L, C = 2, 100, 50, 25, 3
     chmms = [MulticlassCHMM(D, L, L, C, seed=k) for k in range(K)]
-    src, init = train_multiclass_source(chmms, H, 2000, TrainingConfig(20, 1e-2, 50), seed=0, progress=False)
+    src, init = train_source(chmms, H, 2000, TrainingConfig(20, 1e-2, 50), seed=0, progress=False)
     Xt, yt = stack_samples(chmms, 1500, "target", seed=7)
     assert float(softmax_error(src.params, Xt, yt).mean()) < 0.4           # chance is 2/3
     X, y = stack_samples(chmms, 60, "target", seed=8)

@@ -41,43 +41,18 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..chmm import MulticlassCHMM, stack_samples
-from ..device import get_device
-from ..feature_transfer import (LEARNERS, TransferCurves, check_learners, paired_standard_error,
-                                resolve_source_networks, softmax_family, target_learning_curves)
-from ..networks.stacks import SoftmaxStack, init_softmax_net, softmax_error
-from ..training import FINETUNE_DEFAULT, SCRATCH_DEFAULT, SOURCE_DEFAULT, TrainingConfig, train_stack
-from ..validation import (check_choice, check_int_sequence, check_positive_int, check_positive_real,
-                         check_real_in, check_seed)
+from ..feature_transfer import LEARNERS, TransferCurves, paired_standard_error, transfer_learning_curves
+from ..networks.stacks import SoftmaxStack
+from ..training import FINETUNE_DEFAULT, SCRATCH_DEFAULT, SOURCE_DEFAULT, TrainingConfig
+from ..validation import check_choice, check_int_sequence, check_positive_int, check_real_in
 
 __all__ = [
-    "train_multiclass_source", "multiclass_transfer_curves", "GainMap", "multiclass_gain_map",
+    "multiclass_transfer_curves", "GainMap", "multiclass_gain_map",
     "AsymmetricTransfer", "asymmetric_transfer", "plot_asymmetric_gain",
 ]
 
 
 # ============================================================================ transfer protocol
-
-def train_multiclass_source(chmms: list[MulticlassCHMM], H: int, M_source: int,
-                            config: TrainingConfig = SOURCE_DEFAULT, M_val: int = 2000, lam: float = 0.0,
-                            patience: int = 0, seed: int = 0, progress: bool = True):
-    """Train one C-output source network per model, Adam with early stopping (app. D).
-
-    Returns ``(TrainingResult, init)``: the trained stack (best validation epoch) and the
-    random initial stack.
-    """
-    H = check_positive_int("H", H)
-    M_source = check_positive_int("M_source", M_source)
-    M_val = check_positive_int("M_val", M_val)
-    Xs, ys = stack_samples(chmms, M_source, "source", seed)
-    Xv, yv = stack_samples(chmms, M_val, "source", seed + 10_000)
-    init = init_softmax_net(len(chmms), H, chmms[0].D, chmms[0].n_classes, seed=seed + 20_000,
-                            device=Xs.device, dtype=Xs.dtype)
-    res = train_stack(init, Xs, ys, epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
-                            lam=lam, X_val=Xv, y_val=yv, patience=patience, seed=seed, progress=progress,
-                            desc="source nets")
-    return res, init
-
 
 def multiclass_transfer_curves(D: int, H: int, L_source: int, L_target: int, n_classes: int = 3,
                                eta: float = 1.0, rho: float = 0.0, q: float = 1.0,
@@ -105,36 +80,11 @@ def multiclass_transfer_curves(D: int, H: int, L_source: int, L_target: int, n_c
     (``errors[name]`` of shape (n_M, K)); ``config["n_classes"]`` holds C and chance level
     is 1 - 1/C.
     """
-    D, H = check_positive_int("D", D), check_positive_int("H", H)
-    C = check_positive_int("n_classes", n_classes, minimum=2)
-    M_grid = check_int_sequence("M_grid", M_grid, minimum=1)
-    M_source = check_positive_int("M_source", M_source)
-    M_test = check_positive_int("M_test", M_test)
-    K = check_positive_int("realizations", realizations)
-    lam = check_positive_real("lam", lam)
-    learners = check_learners(learners)
-    seed = check_seed("seed", seed)
-    dev = get_device(device)
-    chmms = [MulticlassCHMM(D, L_source, L_target, C, eta, rho, q, seed=seed + k, device=dev) for k in range(K)]
-
-    source_params, source_epochs = resolve_source_networks(
-        source_params, SoftmaxStack, {"K": K, "H": H, "D": D, "C": C},
-        lambda: train_multiclass_source(chmms, H, M_source, source, lam=lam, seed=seed, progress=progress)[0])
-    Xs_test, ys_test = stack_samples(chmms, M_test, "source", seed + 30_000)
-    source_error = softmax_error(source_params, Xs_test, ys_test).cpu().numpy()
-    W1_tf = source_params.W1
-    W1_rf = init_softmax_net(K, H, D, C, seed=seed + 40_000, device=dev).W1
-    Xt_test, yt_test = stack_samples(chmms, M_test, "target", seed + 50_000)
-
-    errors, conv = target_learning_curves(
-        softmax_family(K, H, D, C, dev, max_iter=max_iter), W1_tf, W1_rf,
-        lambda i, M: stack_samples(chmms, M, "target", seed + 60_000 + 1000 * i), M_grid,
-        Xt_test, yt_test, learners, lam, scratch, finetune, seed, progress=progress)
-    config = dict(D=D, H=H, L_source=L_source, L_target=L_target, n_classes=C, eta=eta, rho=rho, q=q,
-                  M_source=M_source, M_test=M_test, realizations=K, lam=lam, seed=seed,
-                  source=source, scratch=scratch, finetune=finetune, device=str(dev))
-    return TransferCurves(np.asarray(M_grid), H, errors, source_error, source_epochs, conv, config,
-                          source_params)
+    return transfer_learning_curves(D, H, L_source, L_target, eta=eta, rho=rho, q=q, M_grid=M_grid,
+                                    M_source=M_source, M_test=M_test, realizations=realizations, lam=lam,
+                                    learners=learners, source=source, scratch=scratch, finetune=finetune, seed=seed,
+                                    device=device, progress=progress, source_params=source_params,
+                                    n_classes=n_classes, max_iter=max_iter)
 
 
 # ---------------------------------------------------------------------------- phase diagrams
