@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
-from .data import draw_subset, load_task_images
+from .data import training_images
 from .device import get_device
 from .networks.cnn import SmallCNN, init_cnn
 from .readout import prediction_set, to_union_task
@@ -85,8 +85,7 @@ def record_trajectories_batched(config=None, classes=None, *, device="auto", pro
     checkpoints, n_seeds, steps, seed = c.checkpoints, c.n_seeds, c.steps, c.seed
     dev = get_device(device)
 
-    Xtr, ytr = load_task_images(c.dataset, "train", c.classes)
-    Xtr, ytr = draw_subset(Xtr, ytr, c.n_train, c.data_seed + 1)
+    Xtr, ytr = training_images(c.dataset, c.classes, c.n_train, c.data_seed)
     pset = prediction_set(c.dataset, c.union_classes, c.n_test, readout=c.readout, n_imprint=c.n_imprint,
                           data_seed=c.data_seed, device=dev)
     Xtr, ytr = Xtr.to(dev), ytr.to(dev)

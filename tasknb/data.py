@@ -29,7 +29,8 @@ from .tasks import class_subset
 from .validation import check_choice, check_positive_int, check_seed
 
 __all__ = ["DATASETS", "FASHION_CLASSES", "FASHION_SUPERCLASSES", "load_dataset", "load_fashion_mnist",
-           "load_digits", "data_root", "block_shuffle", "invert", "upsample", "load_task_images", "draw_subset"]
+           "load_digits", "data_root", "block_shuffle", "invert", "upsample", "load_task_images", "draw_subset",
+           "training_images", "draw_per_class"]
 
 DATASETS = ("fashion_mnist", "digits")
 SPLITS = ("train", "test")
@@ -204,3 +205,29 @@ def draw_subset(X, y, n, seed: int, name: str = "n_train"):
         raise ValueError(f"{name} must be an integer in [1, {len(y)}] for these classes, got {n}")
     idx = torch.randperm(len(y), generator=generator(seed))[:n]
     return X[idx], y[idx]
+
+
+def training_images(dataset: str, classes, n_train, data_seed: int):
+    """The training pool of a run: the train-split images of ``classes`` (:func:`load_task_images`),
+    ``n_train`` of them drawn with the seed ``data_seed + 1`` (all when ``n_train`` is None).
+
+    Returns X (n, 1, 28, 28) float32 in [0, 1] (8x8 for digits) and y (n,) int64 on the CPU.
+    """
+    X, y = load_task_images(dataset, "train", classes)
+    return draw_subset(X, y, n_train, data_seed + 1)
+
+
+def draw_per_class(labels: torch.Tensor, values, n: int, g: torch.Generator, name: str, shown=None) -> torch.Tensor:
+    """Indices of ``n`` samples of each class, drawn without replacement with the generator ``g``.
+
+    ``labels`` (N,) int tensor; ``values`` the label values to draw from, in order (the result
+    concatenates their draws); ``shown`` the class names used in the error (default ``values``),
+    raised, naming the parameter ``name``, when a class has fewer than ``n`` samples.
+    """
+    picks = []
+    for value, label in zip(values, values if shown is None else shown):
+        idx = torch.nonzero(labels == value).flatten()
+        if n > len(idx):
+            raise ValueError(f"{name} must be an integer in [1, {len(idx)}] for class {label}, got {n}")
+        picks.append(idx[torch.randperm(len(idx), generator=g)[:n]])
+    return torch.cat(picks)

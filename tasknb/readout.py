@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import DATASETS, draw_subset, load_task_images
+from .data import DATASETS, draw_per_class, draw_subset, load_task_images
 from .device import as_tensor, like_input, generator, get_device, resolve_device
 from .validation import array_shape, check_choice, check_label_vector, check_int_sequence, check_positive_int, check_positive_real, check_seed
 
@@ -378,13 +378,7 @@ def prediction_set(dataset: str = "fashion_mnist", classes=tuple(range(10)), n_t
         n_imprint = check_positive_int("n_imprint", n_imprint)
         Xtr, ytr = load_task_images(dataset, "train", classes)
         g = generator(data_seed + 2)
-        picks = []
-        for c in range(len(classes)):
-            idx = torch.nonzero(ytr == c).flatten()
-            if n_imprint > len(idx):
-                raise ValueError(f"n_imprint must be an integer in [1, {len(idx)}] for class {classes[c]}, got {n_imprint}")
-            picks.append(idx[torch.randperm(len(idx), generator=g)[:n_imprint]])
-        sel = torch.cat(picks)
+        sel = draw_per_class(ytr, range(len(classes)), n_imprint, g, "n_imprint", shown=classes)
         Xi, yi = Xtr[sel].to(dev), ytr[sel].to(dev)
     return PredictionSet(X=Xte.to(dev), labels=yte.to(dev), classes=classes, readout=readout,
                          X_imprint=Xi, y_imprint=yi)

@@ -37,7 +37,7 @@ from .validation import check_positive_int, check_positive_real, check_seed
 
 __all__ = [
     "TrainingConfig", "SOURCE_DEFAULT", "SCRATCH_DEFAULT", "FINETUNE_DEFAULT", "bce_loss", "cross_entropy",
-    "HeadFit", "fit_logistic_head", "fit_softmax_head", "TrainingResult", "train_stack",
+    "HeadFit", "armijo_backtracking", "fit_logistic_head", "fit_softmax_head", "TrainingResult", "train_stack",
 ]
 
 
@@ -88,6 +88,33 @@ class HeadFit:
     iterations: int
     grad_norm: torch.Tensor
     train_error: torch.Tensor
+
+
+def armijo_backtracking(w: torch.Tensor, step: torch.Tensor, obj: torch.Tensor, objective, decrease: torch.Tensor,
+                        active: torch.Tensor, max_halvings: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
+    """One damped Newton update of K problems at once: w - t * step with t halved from 1 per problem
+    until the Armijo condition ``objective(w - t step) <= obj - 1e-4 t decrease`` holds.
+
+    ``w`` and ``step`` (K, ...); ``obj`` (K,) the objective at ``w``; ``objective`` maps (K, ...) to (K,);
+    ``decrease`` (K,) the directional derivative <grad, step>; ``active`` (K,) bool, the problems to
+    update (the others keep their ``w``).  A problem that finds no such t in ``max_halvings`` halvings
+    keeps its ``w``.  Returns the new ``w`` and its objective.
+    """
+    t = torch.ones(w.shape[0], dtype=torch.float64, device=w.device)
+    t_shape = (-1,) + (1,) * (w.dim() - 1)
+    new_w = w.clone()
+    for _ in range(max_halvings):
+        cand = w - t.view(t_shape) * step
+        cand_obj = objective(cand)
+        ok = cand_obj <= obj - 1e-4 * t * decrease
+        accept = active & ok
+        new_w[accept] = cand[accept]
+        obj = torch.where(accept, cand_obj, obj)
+        active = active & ~ok
+        if not bool(active.any()):
+            break
+        t = torch.where(active, t * 0.5, t)
+    return new_w, obj
 
 
 def fit_logistic_head(V: torch.Tensor, y: torch.Tensor, lam: float, max_iter: int = 200,
@@ -147,21 +174,7 @@ def fit_logistic_head(V: torch.Tensor, y: torch.Tensor, lam: float, max_iter: in
             raise FloatingPointError("fit_logistic_head: the Hessian lost positive definiteness "
                                      "(features too large for float64?); rescale V or raise lam")
         step = torch.cholesky_solve(grad.unsqueeze(-1), chol).squeeze(-1)
-        t = torch.ones(K, dtype=torch.float64, device=V.device)
-        active = ~converged
-        new_w = w.clone()
-        for _ in range(40):                                           # Armijo backtracking, per problem
-            cand = w - t.unsqueeze(-1) * step
-            cand_obj = objective(cand)
-            ok = cand_obj <= obj - 1e-4 * t * (grad * step).sum(-1)
-            accept = active & ok
-            new_w[accept] = cand[accept]
-            obj = torch.where(accept, cand_obj, obj)
-            active = active & ~ok
-            if not bool(active.any()):
-                break
-            t = torch.where(active, t * 0.5, t)
-        w = new_w
+        w, obj = armijo_backtracking(w, step, obj, objective, (grad * step).sum(-1), ~converged)
     margin = (A @ w.unsqueeze(-1)).squeeze(-1)
     train_err = (margin <= 0).to(torch.float64).mean(-1)
     grad = -(A.transpose(1, 2) @ torch.sigmoid(-margin).unsqueeze(-1)).squeeze(-1) + lam * w
@@ -246,22 +259,7 @@ def fit_softmax_head(V: torch.Tensor, y: torch.Tensor, n_classes: int, lam: floa
                                      "rescale V or raise lam")
         g_flat = G.transpose(1, 2).reshape(K, C * H, 1)
         step = torch.cholesky_solve(g_flat, chol).reshape(K, C, H).transpose(1, 2)   # (K, H, C)
-        decrease = (G * step).sum((-1, -2))
-        t = torch.ones(K, dtype=torch.float64, device=V.device)
-        active = ~converged
-        new_W = W.clone()
-        for _ in range(40):                                                   # Armijo, per problem
-            cand = W - t[:, None, None] * step
-            cand_obj = objective(cand)
-            ok = cand_obj <= obj - 1e-4 * t * decrease
-            accept = active & ok
-            new_W[accept] = cand[accept]
-            obj = torch.where(accept, cand_obj, obj)
-            active = active & ~ok
-            if not bool(active.any()):
-                break
-            t = torch.where(active, t * 0.5, t)
-        W = new_W
+        W, obj = armijo_backtracking(W, step, obj, objective, (G * step).sum((-1, -2)), ~converged)
     G, P = gradient(W)
     gnorm = scaled_norm(G, W)
     converged = gnorm < tol

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .data import DATASETS, draw_subset, load_task_images
+from .data import DATASETS, training_images
 from .device import generator, get_device
 from .networks.cnn import check_channels, init_cnn
 from .readout import READOUTS, PredictionSet, prediction_set
@@ -371,8 +371,7 @@ def record_trajectories(config=None, classes=None, *, device="auto", progress: b
     c = run_config(config, **changes)
     dev = get_device(device)
 
-    Xtr, ytr = load_task_images(c.dataset, "train", c.classes)
-    Xtr, ytr = draw_subset(Xtr, ytr, c.n_train, c.data_seed + 1)
+    Xtr, ytr = training_images(c.dataset, c.classes, c.n_train, c.data_seed)
     pset = prediction_set(c.dataset, c.union_classes, c.n_test, readout=c.readout, n_imprint=c.n_imprint,
                           data_seed=c.data_seed, device=dev)
     Xtr, ytr = Xtr.to(dev), ytr.to(dev)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..data import draw_subset, load_task_images
+from ..data import training_images
 from ..device import get_device
 from ..networks.cnn import SmallCNN, check_channels
 from ..readout import PredictionSet
@@ -69,8 +69,7 @@ def record_task(config=None, classes=None, pset: PredictionSet | None = None, *,
     dev = get_device(device)
     config_dict = {k: v for k, v in c.to_dict().items() if k not in ("n_test", "n_imprint")}
     config_dict.update(readout=pset.readout, union_classes=list(pset.classes))
-    Xtr, ytr = load_task_images(c.dataset, "train", c.classes)
-    Xtr, ytr = draw_subset(Xtr, ytr, c.n_train, c.data_seed + 1)
+    Xtr, ytr = training_images(c.dataset, c.classes, c.n_train, c.data_seed)
     Xtr, ytr = Xtr.to(dev), ytr.to(dev)
     probs, states = train_supervised_seeds(Xtr, ytr, pset, c, keep_states=True, progress=progress,
                                            desc=f"training on classes {list(c.classes)}")

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data import draw_subset, load_task_images
+from ..data import training_images
 from ..device import generator, get_device
 from ..networks.cnn import init_cnn
 from ..readout import prediction_set, prototypical_logits
@@ -185,8 +185,7 @@ def record_episodic_trajectories(way: int = 5, shot: int = 5, query: int = 10, s
     config_dict = dict(method="prototypical", way=way, shot=shot, query=query, **c.to_dict())
 
     dataset, classes, channels = c.dataset, c.classes, c.channels
-    Xtr, ytr = load_task_images(dataset, "train", classes)
-    Xtr, ytr = draw_subset(Xtr, ytr, c.n_train, c.data_seed + 1)
+    Xtr, ytr = training_images(dataset, classes, c.n_train, c.data_seed)
     _check_counts(_class_index(ytr), way, shot, query)
     pset = prediction_set(dataset, c.union_classes, c.n_test, readout="imprint", n_imprint=c.n_imprint,
                           data_seed=c.data_seed, device=dev)

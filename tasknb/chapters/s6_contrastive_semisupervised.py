@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import draw_subset, load_task_images
+from ..data import draw_per_class, training_images
 from ..device import generator, get_device
 from ..networks.cnn import SmallCNN, init_cnn
 from ..readout import prediction_set
@@ -268,8 +268,7 @@ def record_contrastive_trajectories(config=None, *, temperature: float = 0.5, hi
     dev = get_device(device)
     dataset, classes, channels, batch_size = c.dataset, list(c.classes), c.channels, c.batch_size
     config_dict = dict(method="simclr", temperature=temperature, hidden=hidden, proj_dim=proj_dim, **c.to_dict())
-    Xtr, ytr = load_task_images(dataset, "train", classes)
-    Xtr, _ = draw_subset(Xtr, ytr, c.n_train, c.data_seed + 1)
+    Xtr, _ = training_images(dataset, classes, c.n_train, c.data_seed)
     if batch_size > len(Xtr):
         raise ValueError(f"batch_size must be an integer in [2, {len(Xtr)}] (the training-set size), got {batch_size}")
     pset = prediction_set(dataset, classes, c.n_test, readout="imprint", n_imprint=c.n_imprint,
@@ -328,16 +327,9 @@ def record_fixmatch_trajectories(config=None, *, n_labelled: int = 30, mu: int =
     dev = get_device(device)
     dataset, classes, channels, batch_size, n_seeds, steps = (c.dataset, list(c.classes), c.channels, c.batch_size,
                                                               c.n_seeds, c.steps)
-    Xtr, ytr = load_task_images(dataset, "train", classes)
-    Xtr, ytr = draw_subset(Xtr, ytr, c.n_train, c.data_seed + 1)
+    Xtr, ytr = training_images(dataset, classes, c.n_train, c.data_seed)
     g = generator(c.data_seed + 3)
-    picks = []
-    for cls in classes:
-        idx = torch.nonzero(ytr == cls).flatten()
-        if n_labelled > len(idx):
-            raise ValueError(f"n_labelled must be an integer in [1, {len(idx)}] for class {cls}, got {n_labelled}")
-        picks.append(idx[torch.randperm(len(idx), generator=g)[:n_labelled]])
-    lab = torch.cat(picks)
+    lab = draw_per_class(ytr, classes, n_labelled, g, "n_labelled")
     Xl, yl = Xtr[lab].to(dev), ytr[lab].to(dev)
     if batch_size > len(yl):
         raise ValueError(f"batch_size must be an integer in [2, {len(yl)}] (10 x n_labelled), got {batch_size}")

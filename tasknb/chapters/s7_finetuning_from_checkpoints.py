@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import draw_subset, load_task_images
+from ..data import training_images
 from ..device import get_device
 from ..geometry import bhattacharyya, bhattacharyya_matrix, progress, riemann_length
 from ..networks.cnn import init_cnn
@@ -132,8 +132,7 @@ class FineTuning:
 
 
 def _training_data_and_prediction_set(config, dev):
-    Xtr, ytr = load_task_images(config["dataset"], "train", range(10))
-    Xtr, ytr = draw_subset(Xtr, ytr, config["n_train"], config["data_seed"] + 1)
+    Xtr, ytr = training_images(config["dataset"], range(10), config["n_train"], config["data_seed"])
     pset = prediction_set(config["dataset"], range(10), config["n_test"], readout="imprint",
                           n_imprint=config["n_imprint"], data_seed=config["data_seed"], device=dev)
     return Xtr.to(dev), ytr.to(dev), pset
