@@ -22,10 +22,11 @@ def _stdout(text):
 
 def test_printed_text_masks_times_and_skips_stderr(tmp_path):
     nb = tmp_path / "c1_demo.ipynb"
-    _notebook(nb, [[_stdout("gain 0.125\ndone in 20.2 s\n"), {"output_type": "stream", "name": "stderr",
+    _notebook(nb, [[_stdout("gain 0.125\ndone in 20.2 s\nD alone 14x faster\nlength ratio 3.4x\n"), {"output_type": "stream", "name": "stderr",
                                                              "text": "100%|###| 3/3 [00:02<00:00]"}],
                    [{"output_type": "execute_result", "data": {"text/plain": "0.5"}, "metadata": {}}]])
-    assert printed_text(nb) == ["[0] gain 0.125", "[0] done in <time>", "[1] 0.5"]
+    assert printed_text(nb) == ["[0] gain 0.125", "[0] done in <time>", "[0] D alone <ratio> faster", "[0] length ratio 3.4x",
+                                 "[1] 0.5"]
 
 
 def test_compare_runs_finds_a_changed_digit(tmp_path, capsys):

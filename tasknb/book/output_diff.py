@@ -4,7 +4,8 @@ A refactor of ``tasknb`` should leave every number the notebooks print unchanged
 two folders of executed notebooks (as written by ``python -m tasknb.runner --out DIR``), extracts
 from each code cell its printed text (``stdout`` streams, ``text/plain`` results, errors) and reports
 the lines that differ. Wall-clock times (``done in 20.2 s``), thread counts and widget model ids are
-masked first, since they change from run to run; everything else, every digit included, must match.
+masked first, as are speed ratios on the lines that report times (``14x faster``), since they
+change from run to run; everything else, every digit included, must match.
 
 Usage::
 
@@ -32,9 +33,15 @@ MASKS = (
 )
 
 
+#: on a line that reports a wall-clock time, ratios such as ``14x`` are speed-ups and masked too
+_RATIO = re.compile(r"\b\d+(?:\.\d+)?x\b")
+
+
 def _mask(line: str) -> str:
     for pattern, replacement in MASKS:
         line = pattern.sub(replacement, line)
+    if "<time>" in line or "faster" in line or "slower" in line:
+        line = _RATIO.sub("<ratio>", line)
     return line
 
 
