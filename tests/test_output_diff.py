@@ -44,3 +44,11 @@ def test_compare_runs_finds_a_changed_digit(tmp_path, capsys):
 def test_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         compare_runs(tmp_path / "nope", tmp_path)
+
+
+def test_a_line_split_across_stream_chunks_reads_as_one(tmp_path):
+    a, b = tmp_path / "a/c1_demo.ipynb", tmp_path / "b/c1_demo.ipynb"
+    _notebook(a, [[_stdout("all checks passed\n")]])
+    _notebook(b, [[_stdout("all checks "), _stdout("passed"), _stdout("\n")]])
+    assert printed_text(a) == printed_text(b) == ["[0] all checks passed"]
+

@@ -55,17 +55,26 @@ def printed_text(path: str | Path) -> list[str]:
     lines: list[str] = []
     code_cells = (c for c in nb.get("cells", []) if c.get("cell_type") == "code")
     for index, cell in enumerate(code_cells):
+        texts: list[str] = []            # consecutive stdout chunks are one text (a line may span chunks)
         for out in cell.get("outputs", []):
             kind = out.get("output_type")
             if kind == "stream" and out.get("name") == "stdout":
-                text = "".join(out.get("text", ""))
-            elif kind in ("execute_result", "display_data"):
-                text = "".join(out.get("data", {}).get("text/plain", ""))
+                chunk = "".join(out.get("text", ""))
+                if texts and texts[-1] is not None and not texts[-1].endswith("\n"):
+                    texts[-1] += chunk
+                else:
+                    texts.append(chunk)
+                continue
+            if kind in ("execute_result", "display_data"):
+                texts.append("".join(out.get("data", {}).get("text/plain", "")))
             elif kind == "error":
-                text = f"{out.get('ename')}: {out.get('evalue')}"
+                texts.append(f"{out.get('ename')}: {out.get('evalue')}")
             else:
                 continue
-            lines.extend(f"[{index}] {_mask(line)}" for line in text.splitlines())
+            texts.append(None)           # a rich output ends a run of stdout chunks
+        for text in texts:
+            if text is not None:
+                lines.extend(f"[{index}] {_mask(line)}" for line in text.splitlines())
     return lines
 
 
