@@ -6,7 +6,7 @@ Three layers, visible in the folders (``tests/test_layers.py`` checks the import
 import a chapter or the book tooling, and never plot.
 
 ==========================  ==============================================================================
-``device``                  device choice (CUDA if present, else CPU), seeded generators
+``device``                  device choice (CUDA if present, else CPU), seeded generators, one stream per draw
 ``validation``              the input checks every public function uses
 ``data``                    Fashion-MNIST and digits loaders (offline), image transforms, block shuffling,
                             class-subset image pools

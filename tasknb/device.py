@@ -8,6 +8,7 @@ on global random state: same parameters + seed -> same numbers on a device.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 
@@ -61,6 +62,42 @@ def generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
     g = torch.Generator(device="cpu")
     g.manual_seed(seed)
     return g
+
+
+def _purpose_key(purpose: str) -> int:
+    if not isinstance(purpose, str) or not purpose:
+        raise ValueError(f"purpose must be a non-empty string naming the draw (e.g. 'chmm.source'), got {purpose!r}")
+    return int.from_bytes(hashlib.sha256(purpose.encode("utf-8")).digest()[:8], "little")
+
+
+def stream_seed_sequence(seed: int, purpose: str) -> np.random.SeedSequence:
+    """The ``numpy.random.SeedSequence`` of one draw: the user's ``seed`` as entropy and the draw's
+    ``purpose`` (a string such as ``"chmm.source"``, hashed with SHA-256) as its spawn key.
+
+    Two draws share a stream only if they share both the seed and the purpose, so no seed passed
+    for one purpose can replay the draws of another.
+    """
+    seed = check_seed("seed", seed)
+    return np.random.SeedSequence(seed, spawn_key=(_purpose_key(purpose),))
+
+
+def stream(seed: int, purpose: str) -> torch.Generator:
+    """A CPU ``torch.Generator`` for the draw named ``purpose`` under the user's ``seed``
+    (see :func:`stream_seed_sequence`); same (seed, purpose) -> same numbers.
+
+    Unlike :func:`generator`, whose stream is the seed itself, ``stream(s, "a")`` and
+    ``stream(s, "b")`` are independent, and neither equals ``generator(s')`` for any seed the
+    user is likely to pass.
+    """
+    state = stream_seed_sequence(seed, purpose).generate_state(1, np.uint64)[0]
+    g = torch.Generator(device="cpu")
+    g.manual_seed(int(state))
+    return g
+
+
+def numpy_stream(seed: int, purpose: str) -> np.random.Generator:
+    """The NumPy counterpart of :func:`stream`: ``default_rng`` on the draw's seed sequence."""
+    return np.random.default_rng(stream_seed_sequence(seed, purpose))
 
 
 def describe_device(device=None) -> str:
