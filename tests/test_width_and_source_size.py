@@ -17,7 +17,12 @@ def test_width_diagram_shapes_and_determinism():
     for name in ("TF", "RF"):
         assert d.theory[name].shape == (2, 3) and d.train_error[name].shape == (2, 3)
         assert d.theory_realizations[name].shape == (2, 2, 3)
-        assert d.threshold(name).shape == (2,)
+        assert d.threshold(name).shape == d.threshold_sem(name).shape == (2,)
+        # the closed-form threshold, not the finite-ridge crossover: at or above Cover's bound of 2
+        # (the crossover of the training error reads it near 1), and above that crossover
+        assert np.all(d.threshold(name) >= 2.0)
+        crossover = d.crossover(name, tol=1e-3)
+        assert np.all(~np.isfinite(crossover) | (crossover < d.threshold(name)))
     assert d.converged.shape == (2, 3) and d.converged.all()
     assert d.numerics["TF"].shape == d.numerics["2L"].shape == (2, 2)
     assert d.M_numerics.tolist() == [[2, 10], [10, 40]]
@@ -94,8 +99,9 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="H must be an integer >= 1"):
         source_size_diagram([50], [1.0], H=0, **TINY)
     d = source_size_diagram([20], [1.0], **{**TINY, "source": TrainingConfig(1, 1e-2, 50)})
-    with pytest.raises(ValueError, match="name must be one of 'TF', 'RF'"):
-        d.threshold("2L")
+    for method in (d.threshold, d.threshold_sem, d.crossover):
+        with pytest.raises(ValueError, match="name must be one of 'TF', 'RF'"):
+            method("2L")
 
 
 def test_gain_is_positive_when_the_transfer_learner_is_better():

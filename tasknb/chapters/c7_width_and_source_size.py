@@ -20,10 +20,11 @@ features on the target task (:func:`tasknb.gaussian_equivalence.estimate_covaria
 (d) the replica saddle point (:func:`tasknb.replica.solve_saddle_point`, eqs. 9-15).
 Everything is batched over K realizations (CHMM k on seed + k) and deterministic for a seed.
 
-The theory also gives the training error of the logistic head, which vanishes below the
-linear-separability threshold when the ridge ``lam`` is small; :meth:`WidthDiagram.threshold`
-reads that threshold off the grid (the "diagonal" of figure A.2: at fixed alpha* the
-threshold number of samples M* = alpha* H grows linearly with the width).
+The same moments give each frozen feature map's linear-separability threshold alpha* in closed
+form (:func:`tasknb.separability.separability_threshold`): :meth:`WidthDiagram.threshold` is that
+alpha* (the "diagonal" of figure A.2: the threshold number of samples M* = alpha* H grows with the
+width). The theory's training error at a small ridge vanishes only below alpha*, but reading alpha*
+off it (:meth:`WidthDiagram.crossover`, :func:`training_error_crossover`) underestimates it.
 """
 from __future__ import annotations
 
@@ -36,10 +37,11 @@ from tqdm.auto import tqdm
 
 from ..chmm import CHMM, stack_samples
 from ..device import get_device
-from ..feature_transfer import TheoryAndNumericsGains, train_source, transfer_learning_curves
+from ..feature_transfer import TheoryAndNumericsGains, paired_standard_error, train_source, transfer_learning_curves
 from ..gaussian_equivalence import estimate_covariances
 from ..networks.stacks import classification_error, init_two_layer
 from ..replica import solve_saddle_point
+from ..separability import separability_threshold
 from ..training import SCRATCH_DEFAULT, SOURCE_DEFAULT, TrainingConfig
 from ..validation import (check_choice, check_increasing_positive_reals, check_int_sequence, check_positive_int,
                          check_positive_real, check_real_in, check_seed)
@@ -105,7 +107,8 @@ def frozen_theory(W1: torch.Tensor, chmms: list[CHMM], alphas, lam: float, n_sam
     values of M / H.  Steps (c)-(d) of section 3: Monte-Carlo moments (seed ``seed + k`` for
     realization k, as :func:`tasknb.gaussian_equivalence.theory_over_targets`) and the saddle point.
     Returns a dict of arrays of shape (K, n_alpha): ``eps`` (test error, eq. 15),
-    ``train_error`` and ``converged``.
+    ``train_error`` and ``converged``; and of shape (K,): ``alpha_star``, the closed-form
+    separability threshold of each realization's features (:func:`separability_threshold`).
     """
     if not isinstance(W1, torch.Tensor) or W1.dim() != 3 or W1.shape[0] != len(chmms):
         raise ValueError(f"W1 must be a (K, H, D) tensor with K = len(chmms) = {len(chmms)}, "
@@ -114,13 +117,14 @@ def frozen_theory(W1: torch.Tensor, chmms: list[CHMM], alphas, lam: float, n_sam
     alphas = np.atleast_1d(np.asarray(alphas, dtype=float))
     K = W1.shape[0]
     out = {"eps": np.zeros((K, alphas.size)), "train_error": np.zeros((K, alphas.size)),
-           "converged": np.zeros((K, alphas.size), dtype=bool)}
+           "converged": np.zeros((K, alphas.size), dtype=bool), "alpha_star": np.zeros(K)}
     for k, chmm in enumerate(chmms):
         mom = estimate_covariances(W1[k], chmm, n_samples=n_samples, seed=seed + k)
         sp = solve_saddle_point(mom.Omega, mom.Phi, mom.theta, alphas, lam, device=W1.device, **solver_kwargs)
         out["eps"][k] = sp.eps_g
         out["train_error"][k] = sp.train_error
         out["converged"][k] = sp.converged
+        out["alpha_star"][k] = separability_threshold(mom.Omega, mom.Phi, mom.theta)[0]
     return out
 
 
@@ -150,15 +154,28 @@ class _Diagram(TheoryAndNumericsGains):
     source_epochs: np.ndarray
     config: dict
     numerics_realizations: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    alpha_star: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
-    def threshold(self, name: str, tol: float = 1e-3) -> np.ndarray:
-        """Separability threshold alpha* of learner ``name`` ("TF" or "RF") per row (NaN off the grid).
-
-        The smallest alpha at which the theoretical training error (averaged over
-        realizations) exceeds ``tol``; meaningful for a small ridge ``lam``.
-        """
+    def _check_name(self, name: str) -> None:
         if name not in self.train_error:
             raise ValueError(f"name must be one of {', '.join(repr(n) for n in self.train_error)}; got {name!r}")
+
+    def threshold(self, name: str) -> np.ndarray:
+        """Separability threshold alpha* = M*/H of learner ``name`` ("TF" or "RF") per row: the
+        closed form of :func:`tasknb.separability.separability_threshold` on each realization's
+        Monte-Carlo moments, averaged over the K realizations."""
+        self._check_name(name)
+        return self.alpha_star[name].mean(1)
+
+    def threshold_sem(self, name: str) -> np.ndarray:
+        """Standard error of :meth:`threshold` over the K realizations (per row; zeros when K = 1)."""
+        self._check_name(name)
+        return paired_standard_error(self.alpha_star[name], axis=1)
+
+    def crossover(self, name: str, tol: float = 1e-3) -> np.ndarray:
+        """Where the theory's realization-mean training error first exceeds ``tol`` on the alpha grid
+        (:func:`training_error_crossover`): a finite-ridge reading that falls below :meth:`threshold`."""
+        self._check_name(name)
         return training_error_crossover(self.alpha, self.train_error[name], tol)
 
 
@@ -262,6 +279,7 @@ def width_diagram(H_over_L, alphas, D: int = 200, L: int = 50, lam: float = 1e-5
     numerics = {n: np.zeros((n_H, num_alphas.size)) for n in ("TF", "2L")} if num_alphas.size else {}
     numerics_per = {n: np.zeros((n_H, K, num_alphas.size)) for n in numerics}
     src_err, src_ep = np.zeros((n_H, K)), np.zeros((n_H, K), dtype=int)
+    a_star = {n: np.zeros((n_H, K)) for n in ("TF", "RF")}
     for i, H in enumerate(tqdm(Hs, desc="widths H", disable=not progress)):
         res, init = train_source(chmms, H, M_source, source, seed=seed, progress=False)
         src_ep[i] = res.epochs.numpy()
@@ -271,6 +289,7 @@ def width_diagram(H_over_L, alphas, D: int = 200, L: int = 50, lam: float = 1e-5
             per[name][i] = th["eps"]
             trn[name][i] = th["train_error"].mean(0)
             conv[i] &= th["converged"].all(0)
+            a_star[name][i] = th["alpha_star"]
         src_err[i] = _source_error(res.params, chmms, M_test, seed)
         if numerics:
             curves = transfer_learning_curves(D, H, L, L, eta, rho, q, M_grid=M_num[i], M_test=M_test,
@@ -282,7 +301,7 @@ def width_diagram(H_over_L, alphas, D: int = 200, L: int = 50, lam: float = 1e-5
     config = dict(D=D, L=L, eta=eta, rho=rho, q=q, lam=lam, realizations=K, M_source=M_source, source=source,
                   scratch=scratch, rf_baseline=rf_baseline, n_samples=n_samples, M_test=M_test, seed=seed, device=str(dev))
     return WidthDiagram(alphas, {n: v.mean(1) for n, v in per.items()}, trn, conv, numerics, per, src_err, src_ep,
-                        config, numerics_per, H_over_L=ratios, H=np.asarray(Hs), alpha_numerics=num_alphas, M_numerics=M_num)
+                        config, numerics_per, a_star, H_over_L=ratios, H=np.asarray(Hs), alpha_numerics=num_alphas, M_numerics=M_num)
 
 
 # ----------------------------------------------------------------------------- figure A.3
@@ -329,6 +348,7 @@ def source_size_diagram(M_source, alphas, D: int = 200, L: int = 50, H: int = 50
     numerics = {n: np.zeros((n_s, len(M_num))) for n in ("TF", "2L")} if M_num else {}
     numerics_per = {n: np.zeros((n_s, K, len(M_num))) for n in numerics}
     src_err, src_ep = np.zeros((n_s, K)), np.zeros((n_s, K), dtype=int)
+    a_star = {n: np.zeros((n_s, K)) for n in ("TF", "RF")}
     for i, Ms in enumerate(tqdm(M_s, desc="source sizes M_s", disable=not progress)):
         res, init = train_source(chmms, H, Ms, source, seed=seed, progress=False)
         src_ep[i] = res.epochs.numpy()
@@ -338,10 +358,12 @@ def source_size_diagram(M_source, alphas, D: int = 200, L: int = 50, H: int = 50
             per["RF"][:] = rf["eps"]
             trn["RF"][:] = rf["train_error"].mean(0)
             conv &= rf["converged"].all(0)
+            a_star["RF"][:] = rf["alpha_star"]
         th = frozen_theory(res.params.W1, chmms, alphas, lam, n_samples=n_samples, seed=seed)
         per["TF"][i] = th["eps"]
         trn["TF"][i] = th["train_error"].mean(0)
         conv[i] &= th["converged"].all(0)
+        a_star["TF"][i] = th["alpha_star"]
         src_err[i] = _source_error(res.params, chmms, M_test, seed)
         if M_num:
             curves = transfer_learning_curves(D, H, L, L, eta, rho, q, M_grid=M_num, M_test=M_test,
@@ -357,4 +379,4 @@ def source_size_diagram(M_source, alphas, D: int = 200, L: int = 50, H: int = 50
                   rf_baseline=rf_baseline,
                   n_samples=n_samples, M_test=M_test, seed=seed, device=str(dev))
     return SourceSizeDiagram(alphas, {n: v.mean(1) for n, v in per.items()}, trn, conv, numerics, per, src_err,
-                             src_ep, config, numerics_per, M_source=np.asarray(M_s), H=H, M_numerics=np.asarray(M_num, dtype=int))
+                             src_ep, config, numerics_per, a_star, M_source=np.asarray(M_s), H=H, M_numerics=np.asarray(M_num, dtype=int))
