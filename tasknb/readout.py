@@ -31,8 +31,9 @@ import torch
 import torch.nn.functional as F
 
 from .data import DATASETS, draw_per_class, draw_subset, load_task_images
-from .device import as_tensor, like_input, generator, get_device, resolve_device
-from .validation import array_shape, check_choice, check_label_vector, check_int_sequence, check_positive_int, check_positive_real, check_seed
+from .device import as_tensor, generator, get_device, like_input, resolve_device
+from .validation import (array_shape, check_choice, check_int_sequence, check_label_tensor, check_label_vector,
+                         check_positive_int, check_positive_real, check_seed)
 
 __all__ = ["imprint", "imprinted_probabilities", "to_union_task", "imprint_accuracy", "LinearProbe", "linear_probe",
            "log_likelihood", "prototypes", "prototypical_logits", "READOUTS", "PredictionSet", "prediction_set"]
@@ -273,19 +274,12 @@ def _check_feats(name, f):
         raise ValueError(f"{name} must be a 2-D torch tensor (n, d), got {getattr(f, 'shape', type(f).__name__)}")
 
 
-def _check_lab(name, y, n, way):
-    if not isinstance(y, torch.Tensor) or y.shape != (n,) or y.dtype.is_floating_point:
-        raise ValueError(f"{name} must be an integer torch tensor of shape ({n},), got {getattr(y, 'shape', y)}")
-    if n and (int(y.min()) < 0 or int(y.max()) >= way):
-        raise ValueError(f"{name} must hold episode labels in [0, {way - 1}]")
-
-
 def prototypes(support_features: torch.Tensor, support_labels: torch.Tensor, way: int) -> torch.Tensor:
     """Class centroids phi_c = mean of the support features of class c (Result 4 of S):
     (n_s, d) features, (n_s,) labels in 0..way-1 (every class present) -> (way, d)."""
     way = check_positive_int("way", way, minimum=2)
     _check_feats("support_features", support_features)
-    _check_lab("support_labels", support_labels, support_features.shape[0], way)
+    check_label_tensor("support_labels", support_labels, support_features.shape[0], way)
     counts = torch.bincount(support_labels, minlength=way)
     if int(counts.min()) == 0:
         raise ValueError(f"support_labels must contain every episode class 0..{way - 1}")

@@ -1,9 +1,10 @@
-"""``python -m tasknb.runner``: a thin alias of :mod:`tasknb.book.runner` (papermill over the notebooks)."""
-import sys
+"""``python -m tasknb.runner``: the command line of :mod:`tasknb.book.runner`, kept under its old name.
 
-from .book.runner import PROFILES, execute, list_notebooks, main, profile_parameters, repo_root
-
-__all__ = ["PROFILES", "repo_root", "list_notebooks", "profile_parameters", "execute", "main"]
+This file is only a launcher: run as a script it hands the command line to the book tooling's
+runner; imported, it does nothing and exports nothing (import :mod:`tasknb.book.runner` instead),
+so the kernel layer does not depend on the book tooling.
+"""
+import runpy
 
 if __name__ == "__main__":
-    sys.exit(main())
+    runpy.run_module("tasknb.book.runner", run_name="__main__", alter_sys=True)

@@ -117,6 +117,15 @@ def armijo_backtracking(w: torch.Tensor, step: torch.Tensor, obj: torch.Tensor, 
     return new_w, obj
 
 
+def _warn_unconverged(solver: str, converged: torch.Tensor, tol: float, max_iter: int, gnorm: torch.Tensor) -> None:
+    """The RuntimeWarning of the Newton head solvers when some of their K problems did not converge."""
+    n_bad = int((~converged).sum())
+    if n_bad:
+        warnings.warn(f"{solver}: {n_bad} of {converged.numel()} problems did not reach tol={tol:g} in "
+                      f"max_iter={max_iter} Newton steps (largest scaled gradient {float(gnorm.max()):.2e}); "
+                      "raise max_iter or lam", RuntimeWarning, stacklevel=3)
+
+
 def fit_logistic_head(V: torch.Tensor, y: torch.Tensor, lam: float, max_iter: int = 200,
                       tol: float = 1e-7, warn: bool = True) -> HeadFit:
     """Minimise, for each of K problems at once, the L2-regularised logistic loss of eq. (6):
@@ -180,11 +189,8 @@ def fit_logistic_head(V: torch.Tensor, y: torch.Tensor, lam: float, max_iter: in
     grad = -(A.transpose(1, 2) @ torch.sigmoid(-margin).unsqueeze(-1)).squeeze(-1) + lam * w
     gnorm = grad.abs().amax(-1) / torch.clamp(lam * w.abs().amax(-1), min=1.0)
     converged = gnorm < tol
-    n_bad = int((~converged).sum())
-    if warn and n_bad:
-        warnings.warn(f"fit_logistic_head: {n_bad} of {K} problems did not reach tol={tol:g} in "
-                      f"max_iter={max_iter} Newton steps (largest scaled gradient {float(gnorm.max()):.2e}); "
-                      "raise max_iter or lam", RuntimeWarning, stacklevel=2)
+    if warn:
+        _warn_unconverged("fit_logistic_head", converged, tol, max_iter, gnorm)
     return HeadFit(w.to(V.dtype), converged, it, gnorm, train_err)
 
 
@@ -264,11 +270,8 @@ def fit_softmax_head(V: torch.Tensor, y: torch.Tensor, n_classes: int, lam: floa
     gnorm = scaled_norm(G, W)
     converged = gnorm < tol
     train_err = ((A @ W).argmax(-1) != y).to(torch.float64).mean(-1)
-    n_bad = int((~converged).sum())
-    if warn and n_bad:
-        warnings.warn(f"fit_softmax_head: {n_bad} of {K} problems did not reach tol={tol:g} in "
-                      f"max_iter={max_iter} Newton steps (largest scaled gradient {float(gnorm.max()):.2e}); "
-                      "raise max_iter or lam", RuntimeWarning, stacklevel=2)
+    if warn:
+        _warn_unconverged("fit_softmax_head", converged, tol, max_iter, gnorm)
     return HeadFit(W.to(V.dtype), converged, it, gnorm, train_err)
 
 

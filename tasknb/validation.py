@@ -174,3 +174,11 @@ def check_label_vector(labels, N: int, C: int, device, name: str = "labels") -> 
     if lab.min() < 0 or lab.max() > C - 1:
         raise ValueError(f"{name} must be integers in [0, {C - 1}], got values from {lab.min()} to {lab.max()}")
     return torch.as_tensor(lab.astype(np.int64), device=device)
+
+
+def check_label_tensor(name: str, y, n: int, n_classes: int) -> None:
+    """``y`` must be an integer torch tensor of shape (n,) with values in [0, n_classes - 1]."""
+    if not torch.is_tensor(y) or y.shape != (n,) or y.dtype.is_floating_point:
+        raise ValueError(f"{name} must be an integer torch tensor of shape ({n},), got {getattr(y, 'shape', y)}")
+    if n and (int(y.min()) < 0 or int(y.max()) >= n_classes):
+        raise ValueError(f"{name} must hold labels in [0, {n_classes - 1}]")

@@ -16,8 +16,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "tasknb"
-#: thin aliases kept for the command lines the README shows; each may import only its target
-ALIASES = {"tasknb.runner": "tasknb.book.runner"}
 #: modules a kernel may not import: plotting and widget libraries
 PLOTTING_LIBRARIES = ("matplotlib", "seaborn", "ipywidgets", "IPython")
 #: book tooling a chapter may import
@@ -32,8 +30,6 @@ def module_name(path: Path, package: Path) -> str:
 
 
 def layer(name: str) -> str:
-    if name in ALIASES:
-        return "alias"
     if name == "tasknb.chapters" or name.startswith("tasknb.chapters."):
         return "chapter"
     if name == "tasknb.book" or name.startswith("tasknb.book."):
@@ -118,10 +114,7 @@ def layer_violations(package: Path, notebooks: set[str]) -> list[str]:
             if not internal or t == "tasknb":
                 continue
             other = layer(t)
-            if kind == "alias":
-                if not t.startswith(ALIASES[name.replace(pkg, "tasknb", 1)]):
-                    problems.append(f"{where}:{line}: the alias may import only its target, not {t}")
-            elif kind == "kernel" and other in ("chapter", "book"):
+            if kind == "kernel" and other in ("chapter", "book"):
                 problems.append(f"{where}:{line}: kernel imports {other} module {t}")
             elif kind == "chapter" and other == "chapter" and t != "tasknb.chapters":
                 problems.append(f"{where}:{line}: chapter imports another chapter, {t}")
@@ -187,7 +180,7 @@ def test_package_docstring_names_every_module():
     missing = []
     for path in sorted(PACKAGE.rglob("*.py")):
         name = module_name(path, PACKAGE)
-        if path.name in ("__init__.py", "__main__.py") or name in ALIASES or layer(name) == "chapter":
+        if path.name in ("__init__.py", "__main__.py") or layer(name) == "chapter":
             continue
         short = name.split(".", 1)[1]
         if layer(name) == "book":

@@ -142,6 +142,20 @@ def _check_common(D, L, eta, rho, q, lam, realizations, n_samples, M_test, seed)
             check_positive_int("M_test", M_test), check_seed("seed", seed))
 
 
+def _empty_tables(n_rows: int, K: int, n_alpha: int, n_numerics: int):
+    """The arrays a diagram fills, one row per width (or source size): theory errors per realization
+    ``per`` (n_rows, K, n_alpha) and mean training errors ``trn`` of TF and RF, the ``conv`` flags,
+    trained TF / 2L errors (empty dicts when ``n_numerics`` is 0), source errors and epochs (n_rows, K),
+    and the closed-form thresholds ``a_star`` (n_rows, K) of TF and RF."""
+    per = {n: np.zeros((n_rows, K, n_alpha)) for n in ("TF", "RF")}
+    trn = {n: np.zeros((n_rows, n_alpha)) for n in ("TF", "RF")}
+    conv = np.ones((n_rows, n_alpha), dtype=bool)
+    numerics = {n: np.zeros((n_rows, n_numerics)) for n in ("TF", "2L")} if n_numerics else {}
+    numerics_per = {n: np.zeros((n_rows, K, n_numerics)) for n in numerics}
+    a_star = {n: np.zeros((n_rows, K)) for n in ("TF", "RF")}
+    return per, trn, conv, numerics, numerics_per, np.zeros((n_rows, K)), np.zeros((n_rows, K), dtype=int), a_star
+
+
 @dataclass
 class _Diagram(TheoryAndNumericsGains):
     alpha: np.ndarray
@@ -188,7 +202,8 @@ class WidthDiagram(_Diagram):
     H_over_L (n_H,), H (n_H,) int : the widths, H = round(H_over_L * L).
     alpha (n_alpha,) : M / H of the theory.
     theory["TF"|"RF"] (n_H, n_alpha) : replica test errors.
-    train_error["TF"|"RF"] (n_H, n_alpha) : replica training errors (separability threshold).
+    train_error["TF"|"RF"] (n_H, n_alpha) : replica training errors (their finite-ridge crossover).
+    alpha_star["TF"|"RF"] (n_H, K) : closed-form separability thresholds per realization.
     theory_realizations["TF"|"RF"] (n_H, K, n_alpha) : the same test errors per realization.
     numerics_realizations["TF"|"2L"] (n_H, K, n_num) : the trained test errors per realization.
     converged (n_H, n_alpha) : every TF and RF solver point of the cell converged.
@@ -213,7 +228,7 @@ class SourceSizeDiagram(_Diagram):
     alpha (n_alpha,) : M_t / H of the theory; M_target = alpha * H.
     theory["TF"|"RF"] (n_s, n_alpha) : replica test errors (the RF rows are equal: RF ignores M_s).
     train_error["TF"|"RF"] (n_s, n_alpha), theory_realizations["TF"|"RF"] (n_s, K, n_alpha),
-    converged (n_s, n_alpha) : as in :class:`WidthDiagram`.
+    converged (n_s, n_alpha), alpha_star["TF"|"RF"] (n_s, K) : as in :class:`WidthDiagram`.
     M_numerics (n_num,) int : target sizes trained numerically.
     numerics["TF"|"2L"] (n_s, n_num) : trained test errors (the 2L rows are equal).
     numerics_realizations["TF"|"2L"] (n_s, K, n_num) : the same per realization.
@@ -272,14 +287,8 @@ def width_diagram(H_over_L, alphas, D: int = 200, L: int = 50, lam: float = 1e-5
     dev = get_device(device)
     chmms = [CHMM(D, L, L, eta, rho, q, seed=seed + k, device=dev) for k in range(K)]
 
-    n_H, n_a = len(Hs), alphas.size
-    per = {n: np.zeros((n_H, K, n_a)) for n in ("TF", "RF")}
-    trn = {n: np.zeros((n_H, n_a)) for n in ("TF", "RF")}
-    conv = np.ones((n_H, n_a), dtype=bool)
-    numerics = {n: np.zeros((n_H, num_alphas.size)) for n in ("TF", "2L")} if num_alphas.size else {}
-    numerics_per = {n: np.zeros((n_H, K, num_alphas.size)) for n in numerics}
-    src_err, src_ep = np.zeros((n_H, K)), np.zeros((n_H, K), dtype=int)
-    a_star = {n: np.zeros((n_H, K)) for n in ("TF", "RF")}
+    per, trn, conv, numerics, numerics_per, src_err, src_ep, a_star = _empty_tables(
+        len(Hs), K, alphas.size, num_alphas.size)
     for i, H in enumerate(tqdm(Hs, desc="widths H", disable=not progress)):
         res, init = train_source(chmms, H, M_source, source, seed=seed, progress=False)
         src_ep[i] = res.epochs.numpy()
@@ -341,14 +350,8 @@ def source_size_diagram(M_source, alphas, D: int = 200, L: int = 50, H: int = 50
     dev = get_device(device)
     chmms = [CHMM(D, L, L, eta, rho, q, seed=seed + k, device=dev) for k in range(K)]
 
-    n_s, n_a = len(M_s), alphas.size
-    per = {n: np.zeros((n_s, K, n_a)) for n in ("TF", "RF")}
-    trn = {n: np.zeros((n_s, n_a)) for n in ("TF", "RF")}
-    conv = np.ones((n_s, n_a), dtype=bool)
-    numerics = {n: np.zeros((n_s, len(M_num))) for n in ("TF", "2L")} if M_num else {}
-    numerics_per = {n: np.zeros((n_s, K, len(M_num))) for n in numerics}
-    src_err, src_ep = np.zeros((n_s, K)), np.zeros((n_s, K), dtype=int)
-    a_star = {n: np.zeros((n_s, K)) for n in ("TF", "RF")}
+    per, trn, conv, numerics, numerics_per, src_err, src_ep, a_star = _empty_tables(
+        len(M_s), K, alphas.size, len(M_num))
     for i, Ms in enumerate(tqdm(M_s, desc="source sizes M_s", disable=not progress)):
         res, init = train_source(chmms, H, Ms, source, seed=seed, progress=False)
         src_ep[i] = res.epochs.numpy()

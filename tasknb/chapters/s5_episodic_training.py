@@ -37,7 +37,7 @@ from ..device import generator, get_device
 from ..networks.cnn import init_cnn
 from ..readout import prediction_set, prototypical_logits
 from ..trajectories import Trajectories, make_optimizer, record_seeds, run_config, trajectories_from_probs
-from ..validation import check_positive_int, check_seed
+from ..validation import check_label_tensor, check_positive_int, check_seed
 
 __all__ = ["Episode", "sample_episode", "episode_stream", "prototypical_loss", "record_episodic_trajectories"]
 
@@ -129,19 +129,12 @@ def episode_stream(labels, way: int, shot: int, query: int, seed: int):
         yield _draw(index, way, shot, query, g)
 
 
-def _check_lab(name, y, n, way):
-    if not isinstance(y, torch.Tensor) or y.shape != (n,) or y.dtype.is_floating_point:
-        raise ValueError(f"{name} must be an integer torch tensor of shape ({n},), got {getattr(y, 'shape', y)}")
-    if n and (int(y.min()) < 0 or int(y.max()) >= way):
-        raise ValueError(f"{name} must hold episode labels in [0, {way - 1}]")
-
-
 def prototypical_loss(support_features, support_labels, query_features, query_labels, way: int) -> torch.Tensor:
     """The prototypical loss: mean cross-entropy of :func:`tasknb.readout.prototypical_logits` against the query
     labels (n_q,) in 0..way-1.  A scalar tensor (differentiable in the features).  Equal to
     log(way) when all features coincide; near 0 when queries sit on well-separated centroids."""
     logits = prototypical_logits(support_features, support_labels, query_features, way)
-    _check_lab("query_labels", query_labels, query_features.shape[0], logits.shape[1])
+    check_label_tensor("query_labels", query_labels, query_features.shape[0], logits.shape[1])
     return F.cross_entropy(logits, query_labels)
 
 
