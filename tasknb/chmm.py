@@ -34,9 +34,25 @@ rows, eq. 5 for added or deleted rows).  :class:`MulticlassCHMM` composes a bina
 columns of Theta_s, Theta_t, the other C - 1 columns come from a second random stream, and the
 inputs are those of the binary model.
 
-**K realizations.**  :func:`stack_samples` draws the same number of examples from K models
-(realization k with seed ``seed + k``) and stacks them as X (K, M, D), y (K, M), the layout of
-the network stacks of :mod:`tasknb.networks.stacks`.
+**Random streams.**  Every draw has its own stream (:func:`tasknb.device.stream`), keyed by a
+seed, the draw's purpose and the model's realization index:
+
+* the model matrices F_s, theta_s, F_tilde, theta_tilde: ``stream(seed, "chmm.model", realization)``;
+* the extra teacher columns of the C-class model: ``stream(seed, "chmm.multiclass.teacher", realization)``;
+* ``sample_source(M, seed=s)``, ``sample_target(M, seed=s)`` and ``sample_paired(M, seed=s)``:
+  ``stream(s, "chmm.sample.<which>", model seed, realization)``; ``seed=None`` continues the
+  model's own ``"chmm.sample.default"`` stream.
+
+So for every s a sample is independent of the model's matrices, and a source sample is
+independent of the target sample drawn with the same s.  Models that share (seed, realization)
+and differ only in eta, rho, q or L_t draw the *same* latents for the same sample seed (common
+random numbers across a sweep of the target).
+
+**K realizations.**  Realization k of an experiment is ``CHMM(..., seed=seed, realization=k)``
+(not ``seed + k``, which would make the realizations of seed 1 those of seed 0 shifted by one).
+:func:`stack_samples` draws the same number of examples from K models, element k with the
+sample seed ``derived_seed(seed, "chmm.stack_samples", k)``, and stacks them as X (K, M, D),
+y (K, M), the layout of the network stacks of :mod:`tasknb.networks.stacks`.
 """
 from __future__ import annotations
 
@@ -46,7 +62,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .device import generator, get_device
+from .device import derived_seed, get_device, stream
 from .validation import check_choice, check_positive_int, check_real_in, check_seed
 
 __all__ = ["CHMM", "CHMMSample", "hmm_inputs", "hmm_labels", "MulticlassCHMM", "multiclass_labels", "stack_samples"]
@@ -93,7 +109,10 @@ class CHMM:
         Teacher perturbation: correlation of the shared teacher components.
     seed : int >= 0, default 0
         Seeds the draw of F_s, theta_s, the perturbations and the default
-        sample stream.
+        sample stream (see "Random streams" in the module docstring).
+    realization : int >= 0, default 0
+        Index of this model among the independent realizations of one experiment seed: the
+        model matrices come from ``stream(seed, "chmm.model", realization)``.
     device : "auto" | "cpu" | "cuda" | torch.device
         Where samples are returned.  Draws are made on the CPU with the seed, so
         the numbers do not depend on the device.
@@ -114,7 +133,8 @@ class CHMM:
     """
 
     def __init__(self, D: int, L_source: int, L_target: int, eta: float = 1.0, rho: float = 0.0,
-                 q: float = 1.0, seed: int = 0, device="auto", dtype: torch.dtype = torch.float32):
+                 q: float = 1.0, seed: int = 0, device="auto", dtype: torch.dtype = torch.float32,
+                 realization: int = 0):
         self.D = check_positive_int("D", D)
         self.L_source = check_positive_int("L_source", L_source)
         self.L_target = check_positive_int("L_target", L_target)
@@ -122,12 +142,13 @@ class CHMM:
         self.rho = check_real_in("rho", rho, 0.0, 1.0)
         self.q = check_real_in("q", q, -1.0, 1.0)
         self.seed = check_seed("seed", seed)
+        self.realization = check_positive_int("realization", realization, minimum=0)
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
         self.dtype = dtype
         self.device = get_device(device)
 
-        g = generator(self.seed)
+        g = stream(self.seed, "chmm.model", self.realization)
         Ls, Lt, Dm = self.L_source, self.L_target, self.D
         L_min = min(Ls, Lt)
         # Draw every Gaussian block once, in a fixed order, in float64 on the CPU.
@@ -149,20 +170,24 @@ class CHMM:
         self.F_target = F_t.to(device=self.device, dtype=dtype)
         self.theta_target = theta_t.to(device=self.device, dtype=dtype)
         # The default sample stream, independent of the draws above.
-        self._stream = generator(self.seed + 1_000_003)
+        self._stream = stream(self.seed, "chmm.sample.default", self.realization)
 
     def __repr__(self) -> str:
         return (f"CHMM(D={self.D}, L_source={self.L_source}, L_target={self.L_target}, eta={self.eta:g}, "
-                f"rho={self.rho:g}, q={self.q:g}, seed={self.seed})")
+                f"rho={self.rho:g}, q={self.q:g}, seed={self.seed}"
+                + (f", realization={self.realization})" if self.realization else ")"))
 
     # ------------------------------------------------------------------ sampling
-    def _latents(self, M: int, L: int, seed: int | None) -> torch.Tensor:
-        g = self._stream if seed is None else generator(check_seed("seed", seed))
+    def _latents(self, M: int, L: int, seed: int | None, which: str) -> torch.Tensor:
+        if seed is None:
+            g = self._stream
+        else:
+            g = stream(check_seed("seed", seed), f"chmm.sample.{which}", self.seed, self.realization)
         return torch.randn(M, L, generator=g, dtype=torch.float64)
 
-    def _sample(self, M, seed, F, theta, L) -> CHMMSample:
+    def _sample(self, M, seed, F, theta, L, which) -> CHMMSample:
         M = check_positive_int("M", M)
-        c = self._latents(M, L, seed).to(device=self.device, dtype=self.dtype)
+        c = self._latents(M, L, seed, which).to(device=self.device, dtype=self.dtype)
         return CHMMSample(hmm_inputs(c, F), hmm_labels(c, theta), c)
 
     def sample_source(self, M: int, seed: int | None = None) -> CHMMSample:
@@ -170,13 +195,15 @@ class CHMM:
 
         Unpacks as ``X, y = chmm.sample_source(M)``; ``.c`` holds the latents.
         ``seed=None`` draws from the model's own stream (successive calls give new
-        samples); an integer gives a reproducible, independent sample.
+        samples); an integer s gives a reproducible sample from the stream
+        ``("chmm.sample.source", model seed, realization)`` under s: independent of the model's
+        matrices and of ``sample_target(M, seed=s)``.
         """
-        return self._sample(M, seed, self.F_source, self.theta_source, self.L_source)
+        return self._sample(M, seed, self.F_source, self.theta_source, self.L_source, "source")
 
     def sample_target(self, M: int, seed: int | None = None) -> CHMMSample:
         """M target examples by eq. (1) with (F_target, theta_target); as ``sample_source``."""
-        return self._sample(M, seed, self.F_target, self.theta_target, self.L_target)
+        return self._sample(M, seed, self.F_target, self.theta_target, self.L_target, "target")
 
     def sample_paired(self, M: int, seed: int | None = None) -> tuple[CHMMSample, CHMMSample]:
         """Source and target examples built from the *same* latent draws.
@@ -187,7 +214,7 @@ class CHMM:
         """
         M = check_positive_int("M", M)
         Lmax = max(self.L_source, self.L_target)
-        c = self._latents(M, Lmax, seed).to(device=self.device, dtype=self.dtype)
+        c = self._latents(M, Lmax, seed, "paired").to(device=self.device, dtype=self.dtype)
         cs, ct = c[:, : self.L_source], c[:, : self.L_target]
         return (CHMMSample(hmm_inputs(cs, self.F_source), hmm_labels(cs, self.theta_source), cs),
                 CHMMSample(hmm_inputs(ct, self.F_target), hmm_labels(ct, self.theta_target), ct))
@@ -252,6 +279,7 @@ class MulticlassCHMM:
     q : float in [-1, 1], default 1, teacher perturbation applied to every column (eq. 3).
     seed : int >= 0, default 0.  The binary CHMM inside uses the same seed, so
         ``MulticlassCHMM(..., seed=s).base`` equals ``CHMM(..., seed=s)``.
+    realization : int >= 0, default 0, as for :class:`CHMM`.
     device, dtype : as for :class:`CHMM`.
 
     Attributes
@@ -271,18 +299,19 @@ class MulticlassCHMM:
 
     def __init__(self, D: int, L_source: int, L_target: int, n_classes: int = 3, eta: float = 1.0,
                  rho: float = 0.0, q: float = 1.0, seed: int = 0, device="auto",
-                 dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float32, realization: int = 0):
         self.n_classes = check_positive_int("n_classes", n_classes, minimum=2)
-        # the binary model validates D, L_source, L_target, eta, rho, q, seed, device and dtype
-        self.base = CHMM(D, L_source, L_target, eta=eta, rho=rho, q=q, seed=seed, device=device, dtype=dtype)
+        # the binary model validates D, L_source, L_target, eta, rho, q, seed, realization, device and dtype
+        self.base = CHMM(D, L_source, L_target, eta=eta, rho=rho, q=q, seed=seed, device=device, dtype=dtype,
+                         realization=realization)
         b = self.base
         self.D, self.L_source, self.L_target = b.D, b.L_source, b.L_target
-        self.eta, self.rho, self.q, self.seed = b.eta, b.rho, b.q, b.seed
+        self.eta, self.rho, self.q, self.seed, self.realization = b.eta, b.rho, b.q, b.seed, b.realization
         self.device, self.dtype = b.device, b.dtype
 
         C, Ls, Lt = self.n_classes, self.L_source, self.L_target
         L_min = min(Ls, Lt)
-        g = generator(self.seed + 2_000_003)          # a stream independent of the binary model's draws
+        g = stream(self.seed, "chmm.multiclass.teacher", self.realization)   # independent of the binary model's draws
         extra_s = torch.randn(Ls, C - 1, generator=g, dtype=torch.float64)
         extra_tilde = torch.randn(max(Ls, Lt), C - 1, generator=g, dtype=torch.float64)
         shared = self.q * extra_s[:L_min] + math.sqrt(max(0.0, 1.0 - self.q ** 2)) * extra_tilde[:L_min]  # eq. (3)
@@ -350,10 +379,13 @@ def stack_samples(models: list[CHMM] | list[MulticlassCHMM], M: int, which: str,
                   seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw M examples from each of K models and stack them: X (K, M, D), y (K, M).
 
-    ``which`` is "source" or "target"; realization k uses the seed ``seed + k``.  The labels are
-    those of the models: {-1, +1} for a :class:`CHMM`, int64 classes for a :class:`MulticlassCHMM`.
+    ``which`` is "source" or "target"; element k uses the sample seed
+    ``derived_seed(seed, "chmm.stack_samples", k)``, so the K sets are independent even when one
+    model is listed K times.  The labels are those of the models: {-1, +1} for a :class:`CHMM`,
+    int64 classes for a :class:`MulticlassCHMM`.
     """
     check_choice("which", which, ("source", "target"))
     seed = check_seed("seed", seed)
-    draw = [getattr(c, f"sample_{which}")(M, seed=seed + k) for k, c in enumerate(models)]
+    draw = [getattr(c, f"sample_{which}")(M, seed=derived_seed(seed, "chmm.stack_samples", k))
+            for k, c in enumerate(models)]
     return torch.stack([d.X for d in draw]), torch.stack([d.y for d in draw])

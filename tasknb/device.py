@@ -70,34 +70,58 @@ def _purpose_key(purpose: str) -> int:
     return int.from_bytes(hashlib.sha256(purpose.encode("utf-8")).digest()[:8], "little")
 
 
-def stream_seed_sequence(seed: int, purpose: str) -> np.random.SeedSequence:
-    """The ``numpy.random.SeedSequence`` of one draw: the user's ``seed`` as entropy and the draw's
-    ``purpose`` (a string such as ``"chmm.source"``, hashed with SHA-256) as its spawn key.
+def _index_keys(keys) -> tuple[int, ...]:
+    out = []
+    for i, k in enumerate(keys):
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or int(k) < 0:
+            raise ValueError(f"stream keys must be non-negative integers (e.g. a realization index), "
+                             f"got key {i} = {k!r}")
+        out.append(int(k))
+    return tuple(out)
 
-    Two draws share a stream only if they share both the seed and the purpose, so no seed passed
-    for one purpose can replay the draws of another.
+
+def stream_seed_sequence(seed: int, purpose: str, *keys: int) -> np.random.SeedSequence:
+    """The ``numpy.random.SeedSequence`` of one draw: the user's ``seed`` as entropy and the draw's
+    ``purpose`` (a string such as ``"chmm.source"``, hashed with SHA-256), followed by optional
+    non-negative integer ``keys`` (a realization index, a grid index...), as its spawn key.
+
+    Two draws share a stream only if they share the seed, the purpose and the keys, so no seed
+    passed for one purpose (or one realization) can replay the draws of another.
     """
     seed = check_seed("seed", seed)
-    return np.random.SeedSequence(seed, spawn_key=(_purpose_key(purpose),))
+    return np.random.SeedSequence(seed, spawn_key=(_purpose_key(purpose),) + _index_keys(keys))
 
 
-def stream(seed: int, purpose: str) -> torch.Generator:
-    """A CPU ``torch.Generator`` for the draw named ``purpose`` under the user's ``seed``
-    (see :func:`stream_seed_sequence`); same (seed, purpose) -> same numbers.
+def stream(seed: int, purpose: str, *keys: int) -> torch.Generator:
+    """A CPU ``torch.Generator`` for the draw named ``purpose`` (and ``keys``) under the user's
+    ``seed`` (see :func:`stream_seed_sequence`); same (seed, purpose, keys) -> same numbers.
 
     Unlike :func:`generator`, whose stream is the seed itself, ``stream(s, "a")`` and
     ``stream(s, "b")`` are independent, and neither equals ``generator(s')`` for any seed the
     user is likely to pass.
     """
-    state = stream_seed_sequence(seed, purpose).generate_state(1, np.uint64)[0]
     g = torch.Generator(device="cpu")
-    g.manual_seed(int(state))
+    g.manual_seed(derived_seed(seed, purpose, *keys))
     return g
 
 
-def numpy_stream(seed: int, purpose: str) -> np.random.Generator:
+def numpy_stream(seed: int, purpose: str, *keys: int) -> np.random.Generator:
     """The NumPy counterpart of :func:`stream`: ``default_rng`` on the draw's seed sequence."""
-    return np.random.default_rng(stream_seed_sequence(seed, purpose))
+    return np.random.default_rng(stream_seed_sequence(seed, purpose, *keys))
+
+
+def derived_seed(seed: int, purpose: str, *keys: int) -> int:
+    """An integer seed in [0, 2**63) for the draw named ``purpose`` (and ``keys``) under ``seed``:
+    the first 63 bits of the draw's seed sequence (:func:`stream_seed_sequence`).
+
+    Protocols hand it to a kernel that takes an int seed (``stack_samples``, ``init_two_layer``,
+    ``train_stack``...), one per role: ``derived_seed(seed, "target.train", i)`` for the i-th
+    target training set, ``derived_seed(seed, "init.rf")`` for the random features, so two roles
+    never share numbers and ``seed + 1`` is unrelated to ``seed``.  The kernel hashes it again
+    with its own purpose, so the same derived seed given to two kernels gives independent draws.
+    """
+    state = stream_seed_sequence(seed, purpose, *keys).generate_state(1, np.uint64)[0]
+    return int(state) & (2**63 - 1)
 
 
 def describe_device(device=None) -> str:

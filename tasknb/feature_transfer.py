@@ -30,7 +30,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .chmm import CHMM, MulticlassCHMM, stack_samples
-from .device import get_device
+from .device import derived_seed, get_device
+from .paired import paired_standard_error
 from .networks.stacks import (SoftmaxStack, TwoLayerStack, classification_error, features, init_softmax_net,
                               init_two_layer, softmax_error)
 from .training import (FINETUNE_DEFAULT, SCRATCH_DEFAULT, SOURCE_DEFAULT, TrainingConfig, fit_logistic_head,
@@ -90,13 +91,15 @@ def softmax_family(K: int, H: int, D: int, n_classes: int, device, max_iter: int
 def fit_target_learners(family: NetworkFamily, W1_tf: torch.Tensor, W1_rf: torch.Tensor, X: torch.Tensor,
                         y: torch.Tensor, X_test: torch.Tensor, y_test: torch.Tensor, learners, lam: float,
                         scratch: TrainingConfig, finetune: TrainingConfig, init_seed: int,
-                        train_seed: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+                        train_seed: int, finetune_seed: int | None = None
+                        ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Step 2 of the protocol (sec. 2.2, app. D) at one target size, for K realizations at once.
 
     Fits the learners named in ``learners`` on the target examples X (K, M, D), y (K, M):
     TF (``W1_tf`` (K, H, D) frozen + read-out), RF (``W1_rf`` frozen + read-out), 2L (fresh
     networks drawn with ``init_seed``, Adam with ``scratch``) and ft-TF (Adam with ``finetune``
-    on both layers, starting from TF); the Adam runs shuffle with ``train_seed``.  Returns
+    on both layers, starting from TF); the 2L run shuffles with ``train_seed``, the ft-TF run with
+    ``finetune_seed`` (default: ``train_seed``).  Returns
     ``(errors, converged)``: ``errors[name]`` (K,) test errors on X_test, y_test and
     ``converged[name]`` (K,) flags of the TF and RF read-outs.
     """
@@ -111,7 +114,7 @@ def fit_target_learners(family: NetworkFamily, W1_tf: torch.Tensor, W1_rf: torch
         r = family.train(family.init(init_seed), X, y, scratch, lam, train_seed)
         errors["2L"] = family.error(r.params, X_test, y_test).cpu().numpy()
     if "ft-TF" in learners:
-        r = family.train(heads["TF"], X, y, finetune, lam, train_seed)
+        r = family.train(heads["TF"], X, y, finetune, lam, train_seed if finetune_seed is None else finetune_seed)
         errors["ft-TF"] = family.error(r.params, X_test, y_test).cpu().numpy()
     return errors, converged
 
@@ -123,8 +126,9 @@ def target_learning_curves(family: NetworkFamily, W1_tf: torch.Tensor, W1_rf: to
     """Step 2 of the protocol over a grid of target sizes: :func:`fit_target_learners` at each M.
 
     ``draw(i, M)`` returns the K target training sets of the i-th size, X (K, M, D) and y (K, M).
-    Size i draws its 2L networks with seed ``seed + 70_000 + i`` and shuffles its Adam runs with
-    ``seed + i``.  Returns ``(errors, converged)``: ``errors[name]`` (len(M_grid), K) test errors
+    Size i draws its 2L networks with ``derived_seed(seed, "init.scratch", i)`` and shuffles its
+    2L and ft-TF Adam runs with ``derived_seed(seed, "batches.scratch", i)`` and
+    ``derived_seed(seed, "batches.finetune", i)``.  Returns ``(errors, converged)``: ``errors[name]`` (len(M_grid), K) test errors
     and ``converged[name]`` (len(M_grid), K) flags of the TF and RF read-outs.
     """
     K = W1_tf.shape[0]
@@ -133,7 +137,9 @@ def target_learning_curves(family: NetworkFamily, W1_tf: torch.Tensor, W1_rf: to
     for i, M in enumerate(tqdm(M_grid, desc=desc, disable=not progress, leave=leave)):
         X, y = draw(i, M)
         err_i, conv_i = fit_target_learners(family, W1_tf, W1_rf, X, y, X_test, y_test, learners, lam,
-                                            scratch, finetune, init_seed=seed + 70_000 + i, train_seed=seed + i)
+                                            scratch, finetune, init_seed=derived_seed(seed, "init.scratch", i),
+                                            train_seed=derived_seed(seed, "batches.scratch", i),
+                                            finetune_seed=derived_seed(seed, "batches.finetune", i))
         for name in err_i:
             errors[name][i] = err_i[name]
         for name in conv_i:
@@ -158,20 +164,26 @@ def train_source(chmms: list[CHMM], H: int, M_source: int, config: TrainingConfi
 
     Binary :class:`~tasknb.chmm.CHMM` models get one-output networks, :class:`~tasknb.chmm.MulticlassCHMM`
     models C-output soft-max networks. Returns ``(TrainingResult, W1_init)``: the trained stack (best validation epoch)
-    and the random initial stack (its first layer is a natural RF baseline).
+    and the random initial stack.  Streams: training set ``derived_seed(seed, "source.train")``,
+    validation set ``"source.validation"``, initialisation ``"init.source"``, batch order
+    ``"batches.source"``.  The initial first layer is TF's starting point; an RF baseline drawn
+    independently of it is ``init_two_layer(..., seed=derived_seed(seed, "init.rf"))``.
     """
     H = check_positive_int("H", H)
     M_source = check_positive_int("M_source", M_source)
     M_val = check_positive_int("M_val", M_val)
-    Xs, ys = stack_samples(chmms, M_source, "source", seed)
-    Xv, yv = stack_samples(chmms, M_val, "source", seed + 10_000)
+    seed = check_seed("seed", seed)
+    Xs, ys = stack_samples(chmms, M_source, "source", derived_seed(seed, "source.train"))
+    Xv, yv = stack_samples(chmms, M_val, "source", derived_seed(seed, "source.validation"))
+    init_seed = derived_seed(seed, "init.source")
     if isinstance(chmms[0], MulticlassCHMM):
-        init = init_softmax_net(len(chmms), H, chmms[0].D, chmms[0].n_classes, seed=seed + 20_000,
+        init = init_softmax_net(len(chmms), H, chmms[0].D, chmms[0].n_classes, seed=init_seed,
                                 device=Xs.device, dtype=Xs.dtype)
     else:
-        init = init_two_layer(len(chmms), H, chmms[0].D, seed=seed + 20_000, device=Xs.device, dtype=Xs.dtype)
+        init = init_two_layer(len(chmms), H, chmms[0].D, seed=init_seed, device=Xs.device, dtype=Xs.dtype)
     res = train_stack(init, Xs, ys, epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
-                      lam=lam, X_val=Xv, y_val=yv, patience=patience, seed=seed, progress=progress,
+                      lam=lam, X_val=Xv, y_val=yv, patience=patience, seed=derived_seed(seed, "batches.source"),
+                      progress=progress,
                       desc="source nets")
     return res, init
 
@@ -194,18 +206,6 @@ def resolve_source_networks(source_params, stack_type: type, sizes: dict, train)
                          f"networks, got {got}")
     return source_params, np.full(want[0], -1)
 
-
-
-def paired_standard_error(differences, axis: int = -1):
-    """Standard error of a gain from paired realizations: std(ddof=1) / sqrt(K) along ``axis``.
-
-    ``differences`` holds err(baseline) - err(transfer) per realization (the book's gain
-    convention: positive when transfer helps), K of them along ``axis``. Returns the other axes'
-    shape (a 0-d array for a vector), zeros when K = 1 (no spread to estimate).
-    """
-    d = np.asarray(differences)
-    K = d.shape[axis]
-    return d.std(axis, ddof=1) / np.sqrt(K) if K > 1 else np.zeros(np.delete(d.shape, axis))
 
 
 class TheoryAndNumericsGains:
@@ -290,7 +290,9 @@ def transfer_learning_curves(D: int, H: int, L_source: int, L_target: int, eta: 
     lam : float > 0, L2 strength on the last layer for every learner.
     learners : subset of ("TF", "RF", "2L", "ft-TF").
     source, scratch, finetune : TrainingConfig of the Adam runs.
-    seed : master seed; device : where to compute.
+    seed : master seed; realization k is ``CHMM(..., seed=seed, realization=k)`` and every other draw
+        (source, validation and test sets, target sets per size, initialisations, batch orders) has
+        its own stream ``derived_seed(seed, purpose[, index])``; device : where to compute.
     source_params : optional source networks from an earlier call with the same D, H,
         L_source, realizations and seed (``curves.source_params``).  The source task of a
         CHMM depends only on its seed, so a sweep over the target's eta, rho, q or L_target
@@ -310,29 +312,31 @@ def transfer_learning_curves(D: int, H: int, L_source: int, L_target: int, eta: 
     seed = check_seed("seed", seed)
     dev = get_device(device)
     if C is None:
-        chmms = [CHMM(D, L_source, L_target, eta, rho, q, seed=seed + k, device=dev) for k in range(K)]
+        chmms = [CHMM(D, L_source, L_target, eta, rho, q, seed=seed, realization=k, device=dev) for k in range(K)]
         stack_type, sizes, error = TwoLayerStack, {"K": K, "H": H, "D": D}, classification_error
     else:
-        chmms = [MulticlassCHMM(D, L_source, L_target, C, eta, rho, q, seed=seed + k, device=dev) for k in range(K)]
+        chmms = [MulticlassCHMM(D, L_source, L_target, C, eta, rho, q, seed=seed, realization=k, device=dev)
+                 for k in range(K)]
         stack_type, sizes, error = SoftmaxStack, {"K": K, "H": H, "D": D, "C": C}, softmax_error
 
     source_params, source_epochs = resolve_source_networks(
         source_params, stack_type, sizes,
         lambda: train_source(chmms, H, M_source, source, lam=lam, seed=seed, progress=progress)[0])
-    Xs_test, ys_test = stack_samples(chmms, M_test, "source", seed + 30_000)
+    Xs_test, ys_test = stack_samples(chmms, M_test, "source", derived_seed(seed, "source.test"))
     source_error = error(source_params, Xs_test, ys_test).cpu().numpy()
     W1_tf = source_params.W1
     if C is None:
-        W1_rf = init_two_layer(K, H, D, seed=seed + 40_000, device=dev).W1
+        W1_rf = init_two_layer(K, H, D, seed=derived_seed(seed, "init.rf"), device=dev).W1
         family = binary_family(K, H, D, dev)
     else:
-        W1_rf = init_softmax_net(K, H, D, C, seed=seed + 40_000, device=dev).W1
+        W1_rf = init_softmax_net(K, H, D, C, seed=derived_seed(seed, "init.rf"), device=dev).W1
         family = softmax_family(K, H, D, C, dev, max_iter=max_iter)
-    Xt_test, yt_test = stack_samples(chmms, M_test, "target", seed + 50_000)
+    Xt_test, yt_test = stack_samples(chmms, M_test, "target", derived_seed(seed, "target.test"))
 
     errors, conv = target_learning_curves(
         family, W1_tf, W1_rf,
-        lambda i, M: stack_samples(chmms, M, "target", seed + 60_000 + 1000 * i), M_grid, Xt_test, yt_test,
+        lambda i, M: stack_samples(chmms, M, "target", derived_seed(seed, "target.train", i)), M_grid,
+        Xt_test, yt_test,
         learners, lam, scratch, finetune, seed, progress=progress)
     config = dict(D=D, H=H, L_source=L_source, L_target=L_target, eta=eta, rho=rho, q=q,
                   M_source=M_source, M_test=M_test, realizations=K, lam=lam, seed=seed,

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from .chmm import CHMM, stack_samples
-from .device import generator
+from .device import derived_seed, stream
 from .replica import SaddlePoint, solve_saddle_point
 from .training import fit_logistic_head
 from .validation import check_choice, check_int_sequence, check_positive_int, check_positive_real, check_seed
@@ -64,7 +64,8 @@ def estimate_covariances(W1: torch.Tensor, chmm: CHMM, n_samples: int = 50_000, 
     W1 : (H, D) first layer.   chmm : the CHMM; ``which`` ("target" or "source") picks the HMM.
     n_samples : int >= 2, Monte-Carlo samples (default 50,000).
     chunk : int >= 1, samples drawn at a time (memory ~ chunk * (D + H) numbers).
-    seed : int, the draws.
+    seed : int, the draws: latents from ``stream(seed, "gaussian_equivalence.monte-carlo")``,
+        independent of the CHMM's matrices and samples for every seed.
 
     Moments are accumulated in float64 on W1's device.
     """
@@ -79,7 +80,7 @@ def estimate_covariances(W1: torch.Tensor, chmm: CHMM, n_samples: int = 50_000, 
     L = F.shape[0]
     W = W1.to(torch.float64)
     H = W.shape[0]
-    g = generator(seed)
+    g = stream(seed, "gaussian_equivalence.monte-carlo")
     S_vv = torch.zeros(H, H, dtype=torch.float64, device=W1.device)
     S_cv = torch.zeros(L, H, dtype=torch.float64, device=W1.device)
     S_v = torch.zeros(H, dtype=torch.float64, device=W1.device)
@@ -111,14 +112,15 @@ def predict_frozen_heads(W1: torch.Tensor, chmms: list[CHMM], alphas, lam: float
 
     W1 (K, H, D) holds one first layer per CHMM of ``chmms`` (K of them); ``alphas`` the
     values of M / H.  Returns ``(eps, moments, saddle_points)`` with eps of shape
-    (K, len(alphas)).
+    (K, len(alphas)).  Realization k's Monte Carlo uses ``derived_seed(seed, "monte-carlo", k)``
+    (the same for two first layers on the same CHMM: common random numbers for TF - RF).
     """
     if W1.dim() != 3 or W1.shape[0] != len(chmms):
         raise ValueError(f"W1 must be (K, H, D) with K = len(chmms) = {len(chmms)}, got {tuple(W1.shape)}")
     lam = check_positive_real("lam", lam)
     eps, moments, sps = [], [], []
     for k, chmm in enumerate(chmms):
-        mom = estimate_covariances(W1[k], chmm, n_samples=n_samples, seed=seed + k)
+        mom = estimate_covariances(W1[k], chmm, n_samples=n_samples, seed=derived_seed(seed, "monte-carlo", k))
         sp = solve_saddle_point(mom.Omega, mom.Phi, mom.theta, alphas, lam, device=W1.device, **solver_kwargs)
         eps.append(np.atleast_1d(sp.eps_g))
         moments.append(mom)
@@ -132,18 +134,20 @@ def simulate_frozen_heads(W1: torch.Tensor, chmms: list[CHMM], M_grid, lam: floa
 
     W1 (K, H, D), ``means`` (K, H) the feature means to subtract (from
     :func:`estimate_covariances`), ``M_grid`` the training-set sizes.  Each realization k
-    draws its own training and test sets from ``chmms[k]``.  Returns (K, len(M_grid)).
+    draws its own training and test sets from ``chmms[k]``, with the streams of
+    :func:`tasknb.feature_transfer.transfer_learning_curves` (``derived_seed(seed, "target.test")``
+    and ``derived_seed(seed, "target.train", i)``).  Returns (K, len(M_grid)).
     """
     M_grid = check_int_sequence("M_grid", M_grid, minimum=1)
     lam = check_positive_real("lam", lam)
     M_test = check_positive_int("M_test", M_test)
     seed = check_seed("seed", seed)
-    Xt, yt = stack_samples(chmms, M_test, "target", seed + 50_000)
+    Xt, yt = stack_samples(chmms, M_test, "target", derived_seed(seed, "target.test"))
     Vt = centred_features(W1, Xt, means)
     out = np.zeros((len(chmms), len(M_grid)))
     H = W1.shape[1]
     for i, M in enumerate(M_grid):
-        X, y = stack_samples(chmms, M, "target", seed + 60_000 + 1000 * i)
+        X, y = stack_samples(chmms, M, "target", derived_seed(seed, "target.train", i))
         fit = fit_logistic_head(centred_features(W1, X, means), y, lam)
         pred = torch.einsum("kmh,kh->km", Vt, fit.w) / math.sqrt(H)
         out[:, i] = (torch.sign(pred) != yt).double().mean(1).cpu().numpy()
@@ -177,7 +181,8 @@ def theory_over_targets(W1: torch.Tensor, targets: list[list[CHMM]], alphas, lam
             else:
                 groups.append((F, [i]))
         for _, members in groups:
-            mom = estimate_covariances(W1[k], targets[members[0]][k], n_samples=n_samples, seed=seed + k)
+            mom = estimate_covariances(W1[k], targets[members[0]][k], n_samples=n_samples,
+                                       seed=derived_seed(seed, "monte-carlo", k))
             thetas = torch.stack([targets[i][k].theta_target for i in members]).to(torch.float64)
             sp = solve_saddle_point(mom.Omega, mom.Phi, thetas, alphas, lam, device=W1.device, **solver_kwargs)
             eps[members, k] = sp.eps_g

@@ -30,7 +30,7 @@ import torch
 from torch.func import grad_and_value, vmap
 from tqdm.auto import tqdm
 
-from .device import generator
+from .device import stream
 from .networks.stacks import (FirstLayerStack, SoftmaxStack, TwoLayerStack, check_class_labels, check_stack_data,
                               network_logits, predict, softmax_logits)
 from .validation import check_positive_int, check_positive_real, check_seed
@@ -374,7 +374,8 @@ def train_stack(params: TwoLayerStack | SoftmaxStack, X: torch.Tensor, y: torch.
         validation loss has failed to improve for ``patience + 1`` consecutive epochs
         (patience 0, the paper's setting, stops at the first increase); the weights of
         its best epoch are returned.  None trains every model for all epochs.
-    seed : int, the minibatch order.   progress : show a tqdm bar over epochs.
+    seed : int, the minibatch order (drawn from ``stream(seed, "training.batch-order")``).
+    progress : show a tqdm bar over epochs.
 
     Returns
     -------
@@ -406,7 +407,7 @@ def train_stack(params: TwoLayerStack | SoftmaxStack, X: torch.Tensor, y: torch.
     W1 = params.W1.detach().clone()
     W2 = objective.second_layer(params).detach().clone()
     opt = torch.optim.Adam([W1, W2] if train_first_layer else [W2], lr=lr)
-    g = generator(check_seed("seed", seed))
+    g = stream(check_seed("seed", seed), "training.batch-order")
     best = stack(W1.clone(), W2.clone())
     best_W2 = objective.second_layer(best)
     best_val = torch.full((K,), float("inf"), dtype=torch.float64, device=X.device)

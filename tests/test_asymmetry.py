@@ -59,7 +59,7 @@ def test_sweep_is_deterministic(sweep):
 
 
 def test_batched_protocol_matches_one_family():
-    sets = [[CHMM(D, Ls, Lt, seed=3 + k) for k in range(2)] for Ls, Lt in ((15, 5), (5, 15))]  # seed + k
+    sets = [[CHMM(D, Ls, Lt, seed=3, realization=k) for k in range(2)] for Ls, Lt in ((15, 5), (5, 15))]
     cfg = FAST["source"]
     sources = train_sources(sets, H, 300, cfg, lam=1e-2, seed=3)
     alone = train_source(sets[1], H, 300, cfg, lam=1e-2, seed=3, progress=False)[0].params

@@ -28,7 +28,7 @@ def test_moments_match_a_direct_estimate():
 
 def test_rf_theory_matches_numerical_rf_on_the_hmm():
     K, D, H, L, lam = 6, 120, 60, 30, 1e-3
-    chmms = [CHMM(D, L, L, eta=1.0, rho=0.0, q=1.0, seed=k) for k in range(K)]
+    chmms = [CHMM(D, L, L, eta=1.0, rho=0.0, q=1.0, seed=0, realization=k) for k in range(K)]
     W1 = init_two_layer(K, H, D, seed=7).W1
     M_grid = [30, 90, 240]
     theory, moments, sps = predict_frozen_heads(W1, chmms, np.array(M_grid) / H, lam, n_samples=40_000)
@@ -37,6 +37,9 @@ def test_rf_theory_matches_numerical_rf_on_the_hmm():
     sim = simulate_frozen_heads(W1, chmms, M_grid, lam, means, M_test=4000)
     gap = np.abs(sim.mean(0) - theory.mean(0))
     assert gap.mean() < 0.02 and gap.max() < 0.035, (sim.mean(0), theory.mean(0))
+    # and within three standard errors of the paired (simulation - theory) differences, plus 0.01 of finite size
+    sem = (sim - theory).std(0, ddof=1) / np.sqrt(K)
+    assert np.all(gap < 3 * sem + 0.01), (gap, sem)
     assert np.all(np.diff(theory.mean(0)) < 0)
 
 

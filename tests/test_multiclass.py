@@ -38,8 +38,7 @@ def test_uncorrelated_perturbations_give_identical_tasks():
     m = MulticlassCHMM(D=60, L_source=25, L_target=25, n_classes=4, eta=1.0, rho=0.0, q=1.0, seed=5)
     torch.testing.assert_close(m.F_source, m.F_target, rtol=0, atol=0)
     torch.testing.assert_close(m.Theta_source, m.Theta_target, rtol=0, atol=0)
-    Xs, ys = m.sample_source(200, seed=9)
-    Xt, yt = m.sample_target(200, seed=9)
+    (Xs, ys), (Xt, yt) = m.sample_paired(200, seed=9)
     assert torch.equal(Xs, Xt) and torch.equal(ys, yt)
     assert m.label_agreement(M=2000) == 1.0
     np.testing.assert_allclose(m.teacher_overlaps(), 1.0)

@@ -9,7 +9,7 @@ from tasknb.training import TrainingConfig, bce_loss, fit_logistic_head, train_s
 
 
 def _stack(K=3, D=60, L=15, M=300, which="source", seed=0, **kw):
-    chmms = [CHMM(D, L, L, seed=seed + k, **kw) for k in range(K)]
+    chmms = [CHMM(D, L, L, seed=seed, realization=k, **kw) for k in range(K)]
     return chmms, stack_samples(chmms, M, which, seed=seed)
 
 
@@ -75,13 +75,14 @@ def test_early_stopping_returns_best_epoch_per_model():
     # a large learning rate on few data makes validation loss rise quickly
     r = train_stack(init, X, y, epochs=40, lr=0.2, batch_size=10, X_val=Xv, y_val=yv, patience=0, seed=0)
     assert r.val_loss.shape[1] == 2 and bool((r.epochs < 40).all())
-    best_loss = r.val_loss.min(dim=0).values
     got = bce_loss(predict(r.params, Xv), yv).double()
     # the returned weights are those of the best epoch seen before stopping
     for k in range(2):
         seen = r.val_loss[: int(r.epochs[k]), k]
         assert abs(float(got[k]) - float(seen.min())) < 1e-5
-    assert bool((got <= best_loss + 1e-5).all())
+    # no better than the first epoch would be a failure of early stopping (the other models keep
+    # training after one has stopped, so its later recorded losses say nothing about its returned weights)
+    assert bool((got <= r.val_loss[0] + 1e-5).all())
 
 
 def test_training_bad_inputs():

@@ -54,7 +54,7 @@ def test_source_size_diagram_shapes_shared_rows_and_determinism():
 def test_rf_from_the_source_init_ties_with_an_untrained_source():
     # a learning rate so small that the source nets do not move: TF is the RF of "init"
     kw = dict(TINY, H=10, source=TrainingConfig(1, 1e-9, 50))
-    paired = source_size_diagram([20], [0.5, 2.0], **kw)
+    paired = source_size_diagram([20], [0.5, 2.0], rf_baseline="init", **kw)
     assert np.abs(paired.gain("TF", "RF")).max() < 1e-4
     indep = source_size_diagram([20], [0.5, 2.0], rf_baseline="independent", **kw)
     np.testing.assert_array_equal(indep.theory["TF"], paired.theory["TF"])
@@ -86,7 +86,7 @@ def test_bad_inputs():
         width_diagram([1.0], [], **TINY)
     with pytest.raises(ValueError, match="alpha_numerics gives repeated target sizes"):
         width_diagram([0.5], [1.0], alpha_numerics=[1.0, 1.05], **TINY)
-    with pytest.raises(ValueError, match="rf_baseline must be one of 'init', 'independent'"):
+    with pytest.raises(ValueError, match="rf_baseline must be one of 'independent', 'init'"):
         width_diagram([1.0], [1.0], rf_baseline="fresh", **TINY)
     with pytest.raises(ValueError, match="M_source must be strictly increasing"):
         source_size_diagram([100, 50], [1.0], **TINY)

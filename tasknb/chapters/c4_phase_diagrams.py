@@ -7,7 +7,7 @@ transfer helps.  The TF and RF errors come from the replica theory (:mod:`tasknb
 on the Monte-Carlo moments of :mod:`tasknb.gaussian_equivalence`);
 2L and ft-TF have no theory and are trained numerically on a coarser grid.
 
-The source task of a CHMM depends only on its seed, so one set of source networks serves
+The source task of a CHMM depends only on its seed and realization, so one set of source networks serves
 the whole diagram; when the knob leaves the target features unchanged (``q``), one
 Monte-Carlo estimate of the moments per realization serves every value, the teachers being
 stacked into one solver call.
@@ -65,7 +65,7 @@ def phase_diagram(knob: str, values, base: dict, alphas, lam: float, source_para
     base : the other CHMM keywords (D, L_source, L_target, eta, rho, q), the seed excepted.
     alphas : M / H values for the theory (TF and RF).
     lam : ridge of every learner.
-    source_params : the trained source networks (K of them, realization k on seed + k).
+    source_params : the trained source networks (K of them, realization k = ``CHMM(..., seed, realization=k)``).
     rf_W1 : (K, H, D) random first layers for RF.
     M_numerics : target sizes at which 2L, ft-TF (and TF, for reference) are trained; () skips.
     n_samples : Monte-Carlo samples for the moments.
@@ -78,7 +78,8 @@ def phase_diagram(knob: str, values, base: dict, alphas, lam: float, source_para
     n_samples = check_positive_int("n_samples", n_samples, minimum=2)
     seed = check_seed("seed", seed)
     K, H, D = source_params.K, source_params.H, source_params.D
-    targets = [[CHMM(**{**base, knob: float(v)}, seed=seed + k, device=device) for k in range(K)] for v in values]
+    targets = [[CHMM(**{**base, knob: float(v)}, seed=seed, realization=k, device=device) for k in range(K)]
+               for v in values]
     alphas = np.atleast_1d(np.asarray(alphas, dtype=float))
     theory, conv, theory_per = {}, np.ones((values.size, alphas.size), dtype=bool), {}
     for name, W in (("TF", source_params.W1), ("RF", rf_W1)):

@@ -14,8 +14,8 @@ ones (L_t > L_s), eqs. (4)-(5).  Two experiments probe the asymmetry of transfer
   samples.
 
 The source networks of every (L_s, L_t) pair and every realization are trained in one
-batched call (:func:`train_sources`); realization k of a pair uses the CHMM seeded
-``seed + k``, as :func:`tasknb.feature_transfer.transfer_learning_curves` does, and gets exactly
+batched call (:func:`train_sources`); realization k of a pair is ``CHMM(..., seed=seed,
+realization=k)``, as :func:`tasknb.feature_transfer.transfer_learning_curves` builds it, and gets exactly
 the data and initialisation that :func:`tasknb.feature_transfer.train_source` would give it, so a
 pair's numbers do not depend on which other pairs are swept with it.
 """
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..chmm import CHMM, stack_samples
-from ..device import get_device
+from ..device import derived_seed, get_device
 from ..feature_transfer import LEARNERS, TransferCurves, check_learners, paired_standard_error
 from ..gaussian_equivalence import theory_over_targets
 from ..networks.stacks import TwoLayerStack, classification_error, features, init_two_layer
@@ -40,8 +40,6 @@ __all__ = ["DIRECTIONS", "train_sources", "transfer_curves_many", "AsymmetrySwee
 #: the two transfer directions of figure 4b
 DIRECTIONS = ("hard→easy", "easy→hard")
 
-#: seed offset of the random first layers of RF (the one transfer_learning_curves uses)
-_RF_SEED = 40_000
 
 
 def _check_alphas(alphas) -> np.ndarray:
@@ -108,15 +106,16 @@ def train_sources(chmm_sets: list[list[CHMM]], H: int, M_source: int, config: Tr
     seed = check_seed("seed", seed)
     Xs, ys, Xv, yv, W1, w2 = [], [], [], [], [], []
     for chmms in chmm_sets:                       # exactly what train_source draws, family by family
-        X, y = stack_samples(list(chmms), M_source, "source", seed)
+        X, y = stack_samples(list(chmms), M_source, "source", derived_seed(seed, "source.train"))
         Xs.append(X), ys.append(y)
-        X, y = stack_samples(list(chmms), M_val, "source", seed + 10_000)
+        X, y = stack_samples(list(chmms), M_val, "source", derived_seed(seed, "source.validation"))
         Xv.append(X), yv.append(y)
-        init = init_two_layer(len(chmms), H, D, seed=seed + 20_000, device=X.device, dtype=X.dtype)
+        init = init_two_layer(len(chmms), H, D, seed=derived_seed(seed, "init.source"), device=X.device, dtype=X.dtype)
         W1.append(init.W1), w2.append(init.w2)
     res = train_stack(TwoLayerStack(torch.cat(W1), torch.cat(w2)), torch.cat(Xs), torch.cat(ys),
                           epochs=config.epochs, lr=config.lr, batch_size=config.batch_size, lam=lam,
-                          X_val=torch.cat(Xv), y_val=torch.cat(yv), patience=patience, seed=seed,
+                          X_val=torch.cat(Xv), y_val=torch.cat(yv), patience=patience,
+                          seed=derived_seed(seed, "batches.source"),
                           progress=progress, desc="source nets")
     out, start = [], 0
     for chmms in chmm_sets:
@@ -131,7 +130,7 @@ def transfer_curves_many(chmm_sets: list[list[CHMM]], sources: list[TwoLayerStac
                          seed: int = 0) -> list[TransferCurves]:
     """:func:`tasknb.feature_transfer.transfer_learning_curves` for several CHMM families in one batched run.
 
-    ``chmm_sets[i]`` holds the K_i CHMMs of family i (realization k seeded ``seed + k``, as
+    ``chmm_sets[i]`` holds the K_i CHMMs of family i (realization k = ``CHMM(..., seed, realization=k)``, as
     ``transfer_learning_curves`` builds them) and ``sources[i]`` their K_i trained source
     networks.  Every family gets the data, random first layers and initialisations that
     ``transfer_learning_curves(..., source_params=sources[i])`` would give it; the heads of all
@@ -165,15 +164,16 @@ def transfer_curves_many(chmm_sets: list[list[CHMM]], sources: list[TwoLayerStac
         return torch.cat([fn(K) for K in sizes])
 
     src = TwoLayerStack(torch.cat([p.W1 for p in sources]), torch.cat([p.w2 for p in sources]))
-    Xs_test, ys_test = stacked(M_test, "source", seed + 30_000)
+    Xs_test, ys_test = stacked(M_test, "source", derived_seed(seed, "source.test"))
     source_error = classification_error(src, Xs_test, ys_test).cpu().numpy()
-    W1 = {"TF": src.W1, "RF": per_family(lambda K: init_two_layer(K, H, D, seed=seed + _RF_SEED, device=dev).W1)}
-    Xt_test, yt_test = stacked(M_test, "target", seed + 50_000)
+    W1 = {"TF": src.W1,
+          "RF": per_family(lambda K: init_two_layer(K, H, D, seed=derived_seed(seed, "init.rf"), device=dev).W1)}
+    Xt_test, yt_test = stacked(M_test, "target", derived_seed(seed, "target.test"))
     n_all = sum(sizes)
     errors = {nm: np.zeros((len(M_grid), n_all)) for nm in learners}
     conv = {nm: np.zeros((len(M_grid), n_all), dtype=bool) for nm in ("TF", "RF") if nm in learners}
     for i, M in enumerate(M_grid):
-        X, y = stacked(M, "target", seed + 60_000 + 1000 * i)
+        X, y = stacked(M, "target", derived_seed(seed, "target.train", i))
         heads = {}
         for nm in ("TF", "RF"):
             if nm in learners:
@@ -182,14 +182,14 @@ def transfer_curves_many(chmm_sets: list[list[CHMM]], sources: list[TwoLayerStac
                 conv[nm][i] = fit.converged.cpu().numpy()
                 errors[nm][i] = classification_error(heads[nm], Xt_test, yt_test).cpu().numpy()
         if "2L" in learners:
-            inits = [init_two_layer(K, H, D, seed=seed + 70_000 + i, device=dev) for K in sizes]
+            inits = [init_two_layer(K, H, D, seed=derived_seed(seed, "init.scratch", i), device=dev) for K in sizes]
             init2 = TwoLayerStack(torch.cat([p.W1 for p in inits]), torch.cat([p.w2 for p in inits]))
             r = train_stack(init2, X, y, epochs=scratch.epochs, lr=scratch.lr, batch_size=scratch.batch_size,
-                                lam=lam, seed=seed + i)
+                                lam=lam, seed=derived_seed(seed, "batches.scratch", i))
             errors["2L"][i] = classification_error(r.params, Xt_test, yt_test).cpu().numpy()
         if "ft-TF" in learners:
             r = train_stack(heads["TF"], X, y, epochs=finetune.epochs, lr=finetune.lr,
-                                batch_size=finetune.batch_size, lam=lam, seed=seed + i)
+                                batch_size=finetune.batch_size, lam=lam, seed=derived_seed(seed, "batches.finetune", i))
             errors["ft-TF"][i] = classification_error(r.params, Xt_test, yt_test).cpu().numpy()
     out, start = [], 0
     for chmms, K, p in zip(chmm_sets, sizes, sources):
@@ -318,7 +318,7 @@ def asymmetry_sweep(L_total: int, L_target_values, D: int, H: int, alphas, M_cut
     M_cut : int >= 1, the target size where TF, RF, 2L, ft-TF are trained (fig. 5b: M_cut / H = 0.4).
     M_source : source training-set size.
     M_grid : further target sizes (ints >= 1) at which the learners are trained, for learning
-        curves at every L_t (default None: M_cut only).   realizations : K >= 1 CHMMs per L_t (seeds seed + k).
+        curves at every L_t (default None: M_cut only).   realizations : K >= 1 CHMMs per L_t (``realization=k``).
     lam : float > 0, L2 strength of every head (and of the source net's last layer).
     source, scratch, finetune : TrainingConfig of the source nets, 2L and ft-TF (appendix D defaults).
     learners : the learners trained at M_cut, a subset of ("TF", "RF", "2L", "ft-TF").
@@ -342,9 +342,9 @@ def asymmetry_sweep(L_total: int, L_target_values, D: int, H: int, alphas, M_cut
     M_all = sorted(set(extra) | {M_cut})
 
     n = len(L_values)
-    chmm_sets = [[CHMM(D, L_total - Lt, Lt, seed=seed + k, device=dev) for k in range(K)] for Lt in L_values]
+    chmm_sets = [[CHMM(D, L_total - Lt, Lt, seed=seed, realization=k, device=dev) for k in range(K)] for Lt in L_values]
     sources = train_sources(chmm_sets, H, M_source, source, lam=lam, seed=seed, progress=progress)
-    W_rf = init_two_layer(K, H, D, seed=seed + _RF_SEED, device=dev).W1
+    W_rf = init_two_layer(K, H, D, seed=derived_seed(seed, "init.rf"), device=dev).W1
     grid = np.append(alphas, M_cut / H)
     theory = {nm: np.zeros((n, alphas.size)) for nm in ("TF", "RF")}
     theory_per = {nm: np.zeros((n, K, alphas.size)) for nm in ("TF", "RF")}
@@ -439,7 +439,7 @@ def hard_easy_curves(L_hard: int, L_easy: int, D: int, H: int, M_grid, M_source:
             raise ValueError(f"sources[{d!r}] must be a TwoLayerStack of (K, H, D) = ({K}, {H}, {D}) networks")
 
     dims = {"hard→easy": (L_hard, L_easy), "easy→hard": (L_easy, L_hard)}
-    chmms = {d: [CHMM(D, Ls, Lt, seed=seed + k, device=dev) for k in range(K)] for d, (Ls, Lt) in dims.items()}
+    chmms = {d: [CHMM(D, Ls, Lt, seed=seed, realization=k, device=dev) for k in range(K)] for d, (Ls, Lt) in dims.items()}
     missing = [d for d in DIRECTIONS if d not in sources]
     if missing:
         trained = train_sources([chmms[d] for d in missing], H, M_source, source, lam=lam, seed=seed,
@@ -449,7 +449,7 @@ def hard_easy_curves(L_hard: int, L_easy: int, D: int, H: int, M_grid, M_source:
                                                        M_grid, lam, learners, scratch, finetune, M_test, seed)))
     theory, converged = {}, {}
     if alphas is not None:
-        W_rf = init_two_layer(K, H, D, seed=seed + _RF_SEED, device=dev).W1
+        W_rf = init_two_layer(K, H, D, seed=derived_seed(seed, "init.rf"), device=dev).W1
         for d in DIRECTIONS:
             eps, conv = _theory(sources[d].W1, W_rf, chmms[d], alphas, lam, n_samples, seed)
             theory[d] = {nm: e.mean(0) for nm, e in eps.items()}

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from ..chmm import stack_samples
+from ..device import derived_seed
 from ..gaussian_equivalence import centred_features
 from ..replica import solve_saddle_point
 from ..separability import separability_threshold
@@ -235,12 +236,12 @@ def simulate_heads(W1: torch.Tensor, chmm, means: torch.Tensor, M_grid, lam: flo
     H = W1.shape[0]
     W = W1.unsqueeze(0).expand(repeats, -1, -1)
     mu = means.to(W1.dtype).unsqueeze(0).expand(repeats, -1)
-    Xt, yt = stack_samples([chmm], M_test, "target", seed + 50_000)
+    Xt, yt = stack_samples([chmm], M_test, "target", derived_seed(seed, "target.test"))
     Vt = centred_features(W1.unsqueeze(0), Xt, mu[:1])[0].double()
     out = {k: np.zeros((len(M_grid), repeats)) for k in ("train_error", "test_error")}
     out["converged"] = np.zeros((len(M_grid), repeats), dtype=bool)
     for i, M in enumerate(M_grid):
-        X, y = stack_samples([chmm] * repeats, M, "target", seed + 60_000 + 1000 * i)
+        X, y = stack_samples([chmm] * repeats, M, "target", derived_seed(seed, "target.train", i))
         fit = fit_logistic_head(centred_features(W, X, mu), y, lam, max_iter=max_iter, warn=False)
         pred = Vt @ fit.w.double().T / math.sqrt(H)                         # (M_test, repeats)
         out["test_error"][i] = (torch.sign(pred) != yt[0].double().unsqueeze(1)).double().mean(0).cpu().numpy()

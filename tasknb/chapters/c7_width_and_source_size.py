@@ -9,7 +9,7 @@ Two knobs of the transfer protocol that the main text keeps fixed:
   (H / L, alpha = M / H), with TF and 2L trained numerically on a coarser alpha grid.
 * **Source size** (figure A.3).  The number M_s of source examples decides how much the
   source network can learn.  The source sets are nested (the first M_s examples of one
-  seeded stream), so the diagram isolates the amount of source data.  RF and 2L do not
+  stream), so the diagram isolates the amount of source data.  RF and 2L do not
   depend on M_s: they are computed once and broadcast over the rows.
   :func:`source_size_diagram` returns TF and RF replica errors over (M_s, alpha) and TF and
   2L trained numerically over (M_s, M_t).
@@ -18,7 +18,12 @@ Both use the pipeline of section 3 of the paper: (b) train the source nets
 (:func:`tasknb.feature_transfer.train_source`), (c) Monte-Carlo moments Omega, Phi of the frozen
 features on the target task (:func:`tasknb.gaussian_equivalence.estimate_covariances`),
 (d) the replica saddle point (:func:`tasknb.replica.solve_saddle_point`, eqs. 9-15).
-Everything is batched over K realizations (CHMM k on seed + k) and deterministic for a seed.
+Everything is batched over K realizations (``CHMM(..., seed, realization=k)``) and deterministic for
+a seed; every draw has its own stream (:func:`tasknb.device.derived_seed`).  The RF baseline is, by
+default, a first layer drawn independently of the source nets' initialisation
+(``derived_seed(seed, "init.rf")``, as :mod:`tasknb.feature_transfer` draws it), so that "TF equals
+RF when the source teaches nothing" is a statement about two independent random layers, not an
+identity.
 
 The same moments give each frozen feature map's linear-separability threshold alpha* in closed
 form (:func:`tasknb.separability.separability_threshold`): :meth:`WidthDiagram.threshold` is that
@@ -36,7 +41,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..chmm import CHMM, stack_samples
-from ..device import get_device
+from ..device import derived_seed, get_device
 from ..feature_transfer import TheoryAndNumericsGains, paired_standard_error, train_source, transfer_learning_curves
 from ..gaussian_equivalence import estimate_covariances
 from ..networks.stacks import classification_error, init_two_layer
@@ -52,11 +57,10 @@ __all__ = ["TRANSFORMATION", "RF_BASELINES", "WidthDiagram", "SourceSizeDiagram"
 #: the fixed source -> target transformation (eta, rho, q) of figure A.2
 TRANSFORMATION = {"eta": 1.0, "rho": 0.2, "q": 0.8}
 
-#: where the random first layer of RF comes from: the source nets' own initialisation
-#: ("init", a paired comparison) or an independent draw ("independent", seed offset 40,000
-#: as in :mod:`tasknb.feature_transfer`)
-RF_BASELINES = ("init", "independent")
-_RF_SEED = 40_000
+#: where the random first layer of RF comes from: an independent draw ("independent", the default,
+#: ``derived_seed(seed, "init.rf")`` as in :mod:`tasknb.feature_transfer`) or the source nets' own
+#: initialisation ("init", a paired comparison in which TF -> RF exactly as M_s -> 0)
+RF_BASELINES = ("independent", "init")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -104,8 +108,9 @@ def frozen_theory(W1: torch.Tensor, chmms: list[CHMM], alphas, lam: float, n_sam
     """Replica test and training errors of frozen first layers + L2-logistic heads on the target tasks.
 
     W1 (K, H, D): one first layer per CHMM of ``chmms`` (K of them); ``alphas`` (n_alpha,) the
-    values of M / H.  Steps (c)-(d) of section 3: Monte-Carlo moments (seed ``seed + k`` for
-    realization k, as :func:`tasknb.gaussian_equivalence.theory_over_targets`) and the saddle point.
+    values of M / H.  Steps (c)-(d) of section 3: Monte-Carlo moments (``derived_seed(seed,
+    "monte-carlo", k)`` for realization k, as :func:`tasknb.gaussian_equivalence.theory_over_targets`)
+    and the saddle point.
     Returns a dict of arrays of shape (K, n_alpha): ``eps`` (test error, eq. 15),
     ``train_error`` and ``converged``; and of shape (K,): ``alpha_star``, the closed-form
     separability threshold of each realization's features (:func:`separability_threshold`).
@@ -119,7 +124,7 @@ def frozen_theory(W1: torch.Tensor, chmms: list[CHMM], alphas, lam: float, n_sam
     out = {"eps": np.zeros((K, alphas.size)), "train_error": np.zeros((K, alphas.size)),
            "converged": np.zeros((K, alphas.size), dtype=bool), "alpha_star": np.zeros(K)}
     for k, chmm in enumerate(chmms):
-        mom = estimate_covariances(W1[k], chmm, n_samples=n_samples, seed=seed + k)
+        mom = estimate_covariances(W1[k], chmm, n_samples=n_samples, seed=derived_seed(seed, "monte-carlo", k))
         sp = solve_saddle_point(mom.Omega, mom.Phi, mom.theta, alphas, lam, device=W1.device, **solver_kwargs)
         out["eps"][k] = sp.eps_g
         out["train_error"][k] = sp.train_error
@@ -130,7 +135,7 @@ def frozen_theory(W1: torch.Tensor, chmms: list[CHMM], alphas, lam: float, n_sam
 
 def _source_error(params, chmms, M_test: int, seed: int) -> np.ndarray:
     """(K,) test error of the source nets on their own task (the test set of :mod:`tasknb.feature_transfer`)."""
-    X, y = stack_samples(chmms, M_test, "source", seed + 30_000)
+    X, y = stack_samples(chmms, M_test, "source", derived_seed(seed, "source.test"))
     return classification_error(params, X, y).cpu().numpy()
 
 
@@ -250,7 +255,7 @@ def width_diagram(H_over_L, alphas, D: int = 200, L: int = 50, lam: float = 1e-5
                   eta: float = TRANSFORMATION["eta"], rho: float = TRANSFORMATION["rho"],
                   q: float = TRANSFORMATION["q"], alpha_numerics=(), realizations: int = 3,
                   M_source: int = 2000, source: TrainingConfig = SOURCE_DEFAULT,
-                  scratch: TrainingConfig = SCRATCH_DEFAULT, rf_baseline: str = "init", n_samples: int = 20_000,
+                  scratch: TrainingConfig = SCRATCH_DEFAULT, rf_baseline: str = "independent", n_samples: int = 20_000,
                   M_test: int = 2000, seed: int = 0, device="auto", progress: bool = True) -> WidthDiagram:
     """Phase diagram of figure A.2: TF vs RF (theory) and TF vs 2L (numerics) over (H / L, M / H).
 
@@ -262,11 +267,13 @@ def width_diagram(H_over_L, alphas, D: int = 200, L: int = 50, lam: float = 1e-5
     lam : ridge of every learner (default 1e-5: small enough for the separability threshold to show).
     eta, rho, q : the transformation, default (1, 0.2, 0.8) as in the paper.
     alpha_numerics : increasing M / H values at which TF and 2L are trained (sizes round(alpha H)); () skips.
-    realizations : K CHMMs (seed + k), batched.
+    realizations : K CHMMs (``realization=k``), batched.
     M_source, source : source training-set size and Adam configuration (early stopping, patience 0).
     scratch : Adam configuration of 2L.
-    rf_baseline : "init" (default): RF uses the random first layer the source nets started from, so
-        TF - RF measures exactly what source training added; "independent": a fresh N(0, 1) draw.
+    rf_baseline : "independent" (default): RF is a fresh N(0, 1) first layer, drawn independently of
+        the source nets' initialisation; "init": RF uses the random first layer the source nets
+        started from (a paired comparison: TF - RF is then what source training added, and is 0
+        by construction when training moves nothing).
     n_samples : Monte-Carlo samples for the moments.
     M_test : test-set size of the trained learners.   seed, device, progress : as elsewhere.
 
@@ -285,14 +292,14 @@ def width_diagram(H_over_L, alphas, D: int = 200, L: int = 50, lam: float = 1e-5
     M_num = np.array([_sizes("alpha_numerics", num_alphas, H) for H in Hs], dtype=int) if num_alphas.size \
         else np.zeros((len(Hs), 0), dtype=int)
     dev = get_device(device)
-    chmms = [CHMM(D, L, L, eta, rho, q, seed=seed + k, device=dev) for k in range(K)]
+    chmms = [CHMM(D, L, L, eta, rho, q, seed=seed, realization=k, device=dev) for k in range(K)]
 
     per, trn, conv, numerics, numerics_per, src_err, src_ep, a_star = _empty_tables(
         len(Hs), K, alphas.size, num_alphas.size)
     for i, H in enumerate(tqdm(Hs, desc="widths H", disable=not progress)):
         res, init = train_source(chmms, H, M_source, source, seed=seed, progress=False)
         src_ep[i] = res.epochs.numpy()
-        rf_W1 = init.W1 if rf_baseline == "init" else init_two_layer(K, H, D, seed=seed + _RF_SEED, device=dev).W1
+        rf_W1 = init.W1 if rf_baseline == "init" else init_two_layer(K, H, D, seed=derived_seed(seed, "init.rf"), device=dev).W1
         for name, W1 in (("TF", res.params.W1), ("RF", rf_W1)):
             th = frozen_theory(W1, chmms, alphas, lam, n_samples=n_samples, seed=seed)
             per[name][i] = th["eps"]
@@ -318,7 +325,7 @@ def source_size_diagram(M_source, alphas, D: int = 200, L: int = 50, H: int = 50
                         eta: float = TRANSFORMATION["eta"], rho: float = TRANSFORMATION["rho"],
                         q: float = TRANSFORMATION["q"], M_numerics=(), realizations: int = 3,
                         source: TrainingConfig = SOURCE_DEFAULT, scratch: TrainingConfig = SCRATCH_DEFAULT,
-                        rf_baseline: str = "init", n_samples: int = 20_000, M_test: int = 2000, seed: int = 0, device="auto",
+                        rf_baseline: str = "independent", n_samples: int = 20_000, M_test: int = 2000, seed: int = 0, device="auto",
                         progress: bool = True) -> SourceSizeDiagram:
     """Phase diagram of figure A.3: TF vs RF (theory) and TF vs 2L (numerics) over (M_s, M_t).
 
@@ -331,8 +338,9 @@ def source_size_diagram(M_source, alphas, D: int = 200, L: int = 50, H: int = 50
     lam : ridge of every learner (default 1e-5).   eta, rho, q : the transformation, default (1, 0.2, 0.8).
     M_numerics : increasing target sizes at which TF and 2L are trained; () skips.
     realizations, source, scratch, rf_baseline, n_samples, M_test, seed, device, progress : as
-        :func:`width_diagram`.  With "init" every source net starts from the same random first layer
-        (it depends on the seed only), the RF of every row: at M_s -> 0, TF -> RF exactly.
+        :func:`width_diagram`.  Every source net starts from the same random first layer (it depends on
+        the seed only); with "init" that layer is the RF of every row, so at M_s -> 0, TF -> RF exactly,
+        while the default independent RF makes TF ~ RF at small M_s a finding to test.
 
     Returns a :class:`SourceSizeDiagram` (shapes in its docstring).
     """
@@ -348,7 +356,7 @@ def source_size_diagram(M_source, alphas, D: int = 200, L: int = 50, H: int = 50
     if any(b <= a for a, b in zip(M_num, M_num[1:])):
         raise ValueError(f"M_numerics must be strictly increasing, got {M_num}")
     dev = get_device(device)
-    chmms = [CHMM(D, L, L, eta, rho, q, seed=seed + k, device=dev) for k in range(K)]
+    chmms = [CHMM(D, L, L, eta, rho, q, seed=seed, realization=k, device=dev) for k in range(K)]
 
     per, trn, conv, numerics, numerics_per, src_err, src_ep, a_star = _empty_tables(
         len(M_s), K, alphas.size, len(M_num))
@@ -356,7 +364,7 @@ def source_size_diagram(M_source, alphas, D: int = 200, L: int = 50, H: int = 50
         res, init = train_source(chmms, H, Ms, source, seed=seed, progress=False)
         src_ep[i] = res.epochs.numpy()
         if i == 0:                          # RF ignores the source: solve it once, share the row
-            rf_W1 = init.W1 if rf_baseline == "init" else init_two_layer(K, H, D, seed=seed + _RF_SEED, device=dev).W1
+            rf_W1 = init.W1 if rf_baseline == "init" else init_two_layer(K, H, D, seed=derived_seed(seed, "init.rf"), device=dev).W1
             rf = frozen_theory(rf_W1, chmms, alphas, lam, n_samples=n_samples, seed=seed)
             per["RF"][:] = rf["eps"]
             trn["RF"][:] = rf["train_error"].mean(0)

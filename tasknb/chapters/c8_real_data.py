@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from ..book.plotting import new_figure, plot_learning_curves
 from ..data import DATASETS, load_dataset
-from ..device import generator, get_device
+from ..device import derived_seed, get_device, stream
 from ..feature_transfer import (LEARNERS, TransferCurves, binary_family, check_learners, paired_standard_error,
                                 resolve_source_networks, target_learning_curves)
 from ..networks.stacks import TwoLayerStack, classification_error, init_two_layer
@@ -107,7 +107,7 @@ def edge_enhance(x: torch.Tensor, alpha=(0.5, 0.7), seed: int = 0) -> torch.Tens
         low = high = check_real_in("alpha", alpha, 0.0, 1.0)
     seed = check_seed("seed", seed)
     n, c = x.shape[:2]
-    a = low + (high - low) * torch.rand(n, generator=generator(seed), dtype=torch.float64)
+    a = low + (high - low) * torch.rand(n, generator=stream(seed, "c8.edge-strength"), dtype=torch.float64)
     a = a.to(x.device, x.dtype).view(n, 1, 1, 1)
     # the 5-point Laplacian with zero padding, as four shifted copies (faster than conv2d on a CPU)
     p = torch.nn.functional.pad(x, (1, 1, 1, 1))
@@ -300,7 +300,8 @@ def make_task_pair(name: str, dataset: str = "fashion_mnist", *, groups=SUBSTITU
             info.update(target_task="all classes, < 5")
             desc = "even/odd class -> class < 5, same images"
         elif name == "edge":
-            S, St = edge_enhance(Xtr, alpha, seed), edge_enhance(Xte, alpha, seed + 1)
+            S, St = (edge_enhance(Xtr, alpha, derived_seed(seed, "edge.train")),
+                     edge_enhance(Xte, alpha, derived_seed(seed, "edge.test")))
             info.update(alpha=alpha, source_task=f"all classes, even/odd, edges {alpha} seed {seed}")
             desc = f"edge-enhanced images (alpha in {alpha}) -> original images, even/odd class"
         else:
@@ -428,23 +429,23 @@ def learning_curves_on_tasks(source_X: torch.Tensor, source_y: torch.Tensor, tar
     dev = get_device(device)
     dtype = torch.float32
 
-    def permutations(n, offset):
-        """One random permutation of range(n) per realization: (K, n)."""
-        g = generator(seed + offset)
-        return torch.stack([torch.randperm(n, generator=g) for _ in range(K)])
+    def permutations(n, purpose):
+        """One random permutation of range(n) per realization, each from its own stream: (K, n)."""
+        return torch.stack([torch.randperm(n, generator=stream(seed, purpose, k)) for k in range(K)])
 
     def gather(pool_X, pool_y, idx):
         return pool_X[idx].to(dev, dtype), pool_y[idx].to(dev, dtype)
 
     # 1. source networks: realization k trains on perm_k[:M_source], validates on the next M_val
-    perms = permutations(source_X.shape[0], 0)
+    perms = permutations(source_X.shape[0], "c8.source-pool")
     Xv, yv = gather(source_X, source_y, perms[:, M_source:M_source + M_val])
 
     def train_sources():
         Xs, ys = gather(source_X, source_y, perms[:, :M_source])
-        init = init_two_layer(K, H, D, seed=seed + 20_000, device=dev, dtype=dtype)
+        init = init_two_layer(K, H, D, seed=derived_seed(seed, "init.source"), device=dev, dtype=dtype)
         return train_stack(init, Xs, ys, epochs=source.epochs, lr=source.lr, batch_size=source.batch_size,
-                               lam=lam, X_val=Xv, y_val=yv, patience=patience, seed=seed, progress=progress,
+                               lam=lam, X_val=Xv, y_val=yv, patience=patience,
+                               seed=derived_seed(seed, "batches.source"), progress=progress,
                                desc="source nets")
 
     given = source_params is not None
@@ -464,8 +465,8 @@ def learning_curves_on_tasks(source_X: torch.Tensor, source_y: torch.Tensor, tar
     Xt_test = target_test_X[:n_test].to(dev, dtype).unsqueeze(0).expand(K, -1, -1)
     yt_test = target_test_y[:n_test].to(dev, dtype).unsqueeze(0).expand(K, -1)
     W1_tf = source_params.W1
-    W1_rf = init_two_layer(K, H, D, seed=seed + 40_000, device=dev, dtype=dtype).W1
-    perms = permutations(target_X.shape[0], 50_000)
+    W1_rf = init_two_layer(K, H, D, seed=derived_seed(seed, "init.rf"), device=dev, dtype=dtype).W1
+    perms = permutations(target_X.shape[0], "c8.target-pool")
 
     errors, conv = target_learning_curves(
         binary_family(K, H, D, dev, dtype), W1_tf, W1_rf, lambda i, M: gather(target_X, target_y, perms[:, :M]),

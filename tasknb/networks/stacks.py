@@ -11,9 +11,10 @@ w2 (K, H) or W2 (K, H, C), and every function here takes K networks and K data s
 X (K, M, D), so that the averages over realizations cost one batched computation.
 Training and losses are in :mod:`tasknb.training`.
 
-The initialisation is i.i.d. N(0, 1) in both layers, drawn on the CPU in float64 from a
-seed (:func:`draw_gaussian_layers`): W1 first, so that one seed gives the same first layer
-(the random-feature map) whatever the second layer is.
+The initialisation is i.i.d. N(0, 1) in both layers, drawn on the CPU in float64 from the
+stream ``tasknb.device.stream(seed, "networks.two-layer.init")`` (:func:`draw_gaussian_layers`):
+W1 first, so that one seed gives the same first layer (the random-feature map) whatever the
+second layer is.  Protocols pass one seed per role (``derived_seed(seed, "init.rf")``...).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch.func import vmap
 
-from ..device import generator, get_device
+from ..device import get_device, stream
 from ..validation import check_positive_int, check_seed
 
 __all__ = [
@@ -90,9 +91,10 @@ def draw_gaussian_layers(K: int, H: int, D: int, n_out: int | None = None, seed:
                          dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """I.i.d. N(0, 1) weights of K two-layer networks: W1 (K, H, D), then the second layer,
     (K, H) when ``n_out`` is None or (K, H, n_out).  W1 is drawn first, so a seed gives the same
-    first layer (the RF feature map) whatever the second layer is."""
+    first layer (the RF feature map) whatever the second layer is.  The draws come from
+    ``stream(seed, "networks.two-layer.init")``, independent of every other tasknb stream."""
     K, H, D = (check_positive_int(n, v) for n, v in (("K", K), ("H", H), ("D", D)))
-    g = generator(check_seed("seed", seed))
+    g = stream(check_seed("seed", seed), "networks.two-layer.init")
     W1 = torch.randn(K, H, D, generator=g, dtype=torch.float64)
     W2 = torch.randn((K, H) if n_out is None else (K, H, n_out), generator=g, dtype=torch.float64)
     dev = get_device(device)
