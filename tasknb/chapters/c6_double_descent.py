@@ -44,7 +44,8 @@ from ..separability import separability_threshold
 from ..training import fit_logistic_head
 from ..validation import check_finite_array, check_int_sequence, check_positive_int, check_positive_real, check_seed
 
-__all__ = ["SOLVER_DEFAULTS", "DoubleDescent", "threshold_from_training_loss", "interior_maxima", "excess_error",
+__all__ = ["SOLVER_DEFAULTS", "DoubleDescent", "threshold_from_training_loss", "interior_maxima", "peak_prominence",
+           "excess_error",
            "double_descent_curves", "simulate_heads"]
 
 #: solver settings for small ridges: near the threshold at lam <= 1e-7 the default Newton phase
@@ -97,6 +98,20 @@ def threshold_from_training_loss(alpha, lam, train_loss, converged=None) -> floa
     return float(alpha[j - 1] + (s[j - 1] - 0.5) / (s[j - 1] - s[j]) * (alpha[j] - alpha[j - 1]))
 
 
+def peak_prominence(eps) -> float:
+    """Height of the tallest strict interior local maximum of a curve above the higher of the two
+    minima around it (the lowest point to its left and the lowest point to its right): 0 when the
+    curve has no interior maximum.  A plateau that ends in a drop has prominence 0; a peak of the
+    error of double descent has prominence > 0."""
+    e = check_finite_array("eps", eps).ravel()
+    if e.size < 3:
+        raise ValueError(f"eps must hold at least 3 values, got {e.size}")
+    best = 0.0
+    for k in np.nonzero((e[1:-1] > e[:-2]) & (e[1:-1] > e[2:]))[0] + 1:
+        best = max(best, float(e[k] - max(e[:k].min(), e[k + 1:].min())))
+    return best
+
+
 def interior_maxima(alpha, eps) -> list[tuple[float, float]]:
     """Strict interior local maxima (alpha, eps) of a curve eps(alpha): the interpolation peaks; [] if none."""
     alpha, eps = _grid(alpha, "alpha", 3), check_finite_array("eps", eps).ravel()
@@ -126,7 +141,9 @@ class DoubleDescent:
     """Replica error curves of one feature map over (alpha, lam), and its threshold.
 
     ``alpha`` (A,), ``lam`` (R,) in decreasing order (largest ridge first); ``eps``,
-    ``train_loss``, ``train_error``, ``converged``, ``iterations`` of shape (A, R);
+    ``train_loss``, ``train_error``, ``converged``, ``iterations`` of shape (A, R), and the
+    overlaps ``q`` (the head's norm in the feature metric, w^T Omega w / H) and ``m`` of the
+    saddle point, (A, R);
     ``threshold`` alpha* (lam -> 0) and ``r`` the teacher-feature correlation, both from
     :func:`tasknb.separability.separability_threshold`,
     ``threshold_replica`` the finite-lam estimate of :func:`threshold_from_training_loss`
@@ -144,6 +161,8 @@ class DoubleDescent:
     r: float
     threshold_replica: float | None
     note: str = ""
+    q: np.ndarray | None = None
+    m: np.ndarray | None = None
 
     def excess(self) -> np.ndarray:
         """eps minus the curve of the largest ridge, (A, R)."""
@@ -208,7 +227,7 @@ def double_descent_curves(Omega, Phi, theta, alphas, lams, **solver_kwargs) -> D
     except ValueError as err:
         thr_rep, note = None, str(err)
     dd = DoubleDescent(alphas, lams, sp.eps_g, sp.train_loss, sp.train_error, sp.converged, sp.iterations,
-                       threshold, r, thr_rep, note)
+                       threshold, r, thr_rep, note, q=sp.q, m=sp.m)
     bad = dd.non_converged()
     if bad:
         warnings.warn(f"double_descent_curves: the solver did not converge at (alpha, lam) = {bad}",
