@@ -204,3 +204,7 @@ def test_gains_are_positive_when_tf_is_better():
         np.testing.assert_array_equal(g, d.mean(-1))
         np.testing.assert_allclose(obj.gain("RF", "TF"), -g)
         np.testing.assert_allclose(obj.gain_sem("TF", "RF"), d.std(-1, ddof=1) / np.sqrt(3))
+        p = obj.paired_gain("TF", "RF")
+        np.testing.assert_allclose(p.mean, g)
+        np.testing.assert_allclose(p.sem, obj.gain_sem("TF", "RF"))
+        assert p.n == 3 and p.resolved(+1).shape == g.shape and "gain of TF over RF" in p[0, 0].describe()

@@ -20,13 +20,18 @@ import numpy as np
 import torch
 
 from ..chmm import CHMM
+from ..device import derived_seed
 from ..feature_transfer import TheoryAndNumericsGains, transfer_learning_curves
-from ..gaussian_equivalence import theory_over_targets
+from ..gaussian_equivalence import estimate_covariances, theory_over_targets
 from ..networks.stacks import TwoLayerStack
+from ..paired import PairedDifference, paired_difference
+from ..replica import solve_saddle_point
+from ..separability import separability_threshold
 from ..training import FINETUNE_DEFAULT, SCRATCH_DEFAULT, TrainingConfig
-from ..validation import check_choice, check_int_sequence, check_positive_int, check_positive_real, check_seed
+from ..validation import (check_choice, check_increasing_positive_reals, check_int_sequence, check_positive_int,
+                          check_positive_real, check_seed)
 
-__all__ = ["KNOBS", "PhaseDiagram", "phase_diagram"]
+__all__ = ["KNOBS", "PhaseDiagram", "phase_diagram", "InterpolationCut", "interpolation_cut"]
 
 #: the knobs a diagram can vary
 KNOBS = ("q", "eta", "rho")
@@ -52,6 +57,30 @@ class PhaseDiagram(TheoryAndNumericsGains):
     converged: np.ndarray | None = None
     theory_realizations: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     numerics_realizations: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def paired_gain(self, transfer: str, baseline: str, numerics: bool = False, region=None,
+                    label: str | None = None) -> PairedDifference:
+        """The gain err(baseline) - err(transfer) with its paired standard error over the K realizations.
+
+        Without ``region``, one difference per cell (shape (n_values, n_x)).  ``region`` is a boolean
+        mask of the cells' shape: each realization's errors are first averaged over the masked cells,
+        giving one scalar difference for the region (its SE still from the K paired values).
+        """
+        table = self.numerics_realizations if numerics else self.theory_realizations
+        b, t = table[baseline], table[transfer]          # (n_values, K, n_x)
+        if label is None:
+            label = f"gain of {transfer} over {baseline}"
+        if region is None:
+            return paired_difference(b, t, axis=1, label=label)
+        mask = np.asarray(region, dtype=bool)
+        if mask.shape != (b.shape[0], b.shape[2]):
+            raise ValueError(f"region must be a boolean mask of shape {(b.shape[0], b.shape[2])}, got {mask.shape}")
+        if not mask.any():
+            raise ValueError("region must select at least one cell")
+        bm = np.moveaxis(b, 1, 0)[:, mask].mean(1)      # (K,)
+        tm = np.moveaxis(t, 1, 0)[:, mask].mean(1)
+        return paired_difference(bm, tm, axis=0, label=label)
+
 
 def phase_diagram(knob: str, values, base: dict, alphas, lam: float, source_params: TwoLayerStack,
                   rf_W1: torch.Tensor, M_numerics=(), numeric_learners=("TF", "2L", "ft-TF"),
@@ -104,3 +133,74 @@ def phase_diagram(knob: str, values, base: dict, alphas, lam: float, source_para
                 numerics_per[name][i] = c.errors[name].T
     return PhaseDiagram(knob, values, alphas, theory, np.asarray(M_numerics, dtype=float) / H, numerics, conv,
                         theory_per, numerics_per)
+
+
+@dataclass
+class InterpolationCut:
+    """A cut of the diagram at one knob value, resolving the interpolation peak of TF (figure 3a's band).
+
+    ``alpha_star`` (K,): the closed-form separability threshold of each realization's transferred
+    features (:func:`tasknb.separability.separability_threshold`); ``alpha`` (n_alpha,) and
+    ``theory_TF`` (K, n_alpha): TF's replica error on a fine grid; ``alpha_numerics`` (n_M,) =
+    M / H and ``errors[name]`` (K, n_M) for the trained "TF" and "2L"; ``head_converged`` (K, n_M)
+    the TF heads' flags; ``lam`` the ridge.
+    """
+
+    alpha_star: np.ndarray
+    alpha: np.ndarray
+    theory_TF: np.ndarray
+    alpha_numerics: np.ndarray
+    errors: dict[str, np.ndarray]
+    head_converged: np.ndarray
+    lam: float
+
+    def paired_gain(self, transfer: str = "TF", baseline: str = "2L") -> PairedDifference:
+        """err(baseline) - err(transfer) at each trained size, with its paired SE (shape (n_M,))."""
+        return paired_difference(self.errors[baseline], self.errors[transfer], axis=0,
+                                 label=f"gain of {transfer} over {baseline}")
+
+    def dip(self, at: int, other: int, transfer: str = "TF", baseline: str = "2L") -> PairedDifference:
+        """gain(at other size) - gain(at size index ``at``), paired over realizations: positive when the
+        gain at ``at`` (the threshold) is lower than at ``other``."""
+        g = self.errors[baseline] - self.errors[transfer]                  # (K, n_M)
+        return paired_difference(g[:, other], g[:, at], axis=0,
+                                 label=f"gain at M/H = {self.alpha_numerics[other]:.2g} minus gain at "
+                                       f"M/H = {self.alpha_numerics[at]:.2g}")
+
+
+def interpolation_cut(targets: list[CHMM], source_params: TwoLayerStack, lam: float, alphas,
+                      threshold_factors=(0.3, 1.0, 3.0), scratch: TrainingConfig = SCRATCH_DEFAULT, n_samples: int = 20_000, M_test: int = 2_000,
+                      seed: int = 0, device="auto") -> InterpolationCut:
+    """TF against 2L along M / H at one target task, with TF's separability threshold marked.
+
+    ``targets``: the K target CHMMs (realization k = ``CHMM(..., seed, realization=k)``) of one cell row;
+    ``source_params``: their K source networks; ``lam``: ridge of both learners (small, or the peak
+    is smoothed away); ``alphas``: increasing M / H values for TF's theory curve;
+    ``threshold_factors``: increasing multiples f of the realization-mean threshold at which TF and 2L
+    are trained, M = round(f * mean(alpha*) * H) (so that one size sits at the threshold).  The Monte-Carlo moments of realization k use
+    ``derived_seed(seed, "monte-carlo", k)`` as :func:`phase_diagram` does.
+    """
+    lam = check_positive_real("lam", lam)
+    alphas = check_increasing_positive_reals("alphas", alphas)
+    factors = check_increasing_positive_reals("threshold_factors", threshold_factors)
+    n_samples = check_positive_int("n_samples", n_samples, minimum=2)
+    seed = check_seed("seed", seed)
+    K, H, D = source_params.K, source_params.H, source_params.D
+    if len(targets) != K:
+        raise ValueError(f"targets must hold one CHMM per realization (K = {K}), got {len(targets)}")
+    alpha_star, theory = np.zeros(K), np.zeros((K, len(alphas)))
+    for k, chmm in enumerate(targets):
+        mom = estimate_covariances(source_params.W1[k], chmm, n_samples=n_samples,
+                                   seed=derived_seed(seed, "monte-carlo", k))
+        alpha_star[k] = separability_threshold(mom.Omega, mom.Phi, mom.theta)[0]
+        theory[k] = solve_saddle_point(mom.Omega, mom.Phi, mom.theta, alphas, lam, device=source_params.W1.device,
+                                       warn=False).eps_g
+    M_numerics = [max(1, int(round(f * alpha_star.mean() * H))) for f in factors]
+    if len(set(M_numerics)) != len(M_numerics):
+        raise ValueError(f"threshold_factors {list(factors)} give repeated target sizes {M_numerics}")
+    t = targets[0]
+    c = transfer_learning_curves(D, H, t.L_source, t.L_target, eta=t.eta, rho=t.rho, q=t.q, M_grid=M_numerics,
+                                 M_test=M_test, realizations=K, lam=lam, learners=("TF", "2L"), scratch=scratch,
+                                 seed=seed, device=device, progress=False, source_params=source_params)
+    return InterpolationCut(alpha_star, np.asarray(alphas, dtype=float), theory, np.asarray(M_numerics) / H,
+                            {n: c.errors[n].T for n in ("TF", "2L")}, c.head_converged["TF"].T, lam)

@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 
 from ..feature_transfer import LEARNERS, TransferCurves, paired_standard_error, transfer_learning_curves
 from ..networks.stacks import SoftmaxStack
+from ..paired import PairedDifference, paired_difference
 from ..training import FINETUNE_DEFAULT, SCRATCH_DEFAULT, SOURCE_DEFAULT, TrainingConfig
 from ..validation import check_choice, check_int_sequence, check_positive_int, check_real_in
 
@@ -120,6 +121,12 @@ class GainMap:
         (std with ddof=1 / sqrt(K); zeros when K = 1): (n_values, n_M)."""
         return paired_standard_error(self.errors(baseline) - self.errors(transfer), axis=-1)
 
+    def paired_gain(self, transfer: str, baseline: str) -> PairedDifference:
+        """:meth:`gain` with its paired standard error as a :class:`tasknb.paired.PairedDifference`
+        of shape (n_values, n_M) (index it for one cell's ``describe``)."""
+        return paired_difference(self.errors(baseline), self.errors(transfer), axis=-1,
+                                 label=f"gain of {transfer} over {baseline}")
+
 
 def multiclass_gain_map(param: str, values, *, D: int, H: int, L_source: int, L_target: int,
                         n_classes: int = 3, eta: float = 1.0, rho: float = 0.0, q: float = 1.0,
@@ -188,6 +195,12 @@ class AsymmetricTransfer:
         """Standard error of :meth:`gain` from the paired per-realization differences
         (std with ddof=1 / sqrt(K); zeros when K = 1): (n_L, n_M)."""
         return paired_standard_error(self.errors(baseline) - self.errors(transfer), axis=-1)
+
+    def paired_gain(self, transfer: str = "TF", baseline: str = "RF") -> PairedDifference:
+        """:meth:`gain` with its standard error over realizations, (n_L, n_M); realization k of every
+        L_t shares its index (and seed) but not its CHMM, so differences between rows are paired by index."""
+        return paired_difference(self.errors(baseline), self.errors(transfer), axis=-1,
+                                 label=f"gain of {transfer} over {baseline}")
 
 
 def asymmetric_transfer(L_total: int, L_targets, *, D: int, H: int, n_classes: int = 3,
