@@ -19,6 +19,7 @@ import a chapter or the book tooling, and never plot.
 ``gaussian_equivalence``    Monte-Carlo feature covariances Ω, Φ and the theory of frozen-feature heads
 ``replica``                 the replica saddle-point solver of the Gaussian covariate model
 ``separability``            the closed-form separability (interpolation) threshold
+``frozen_heads``            L2-logistic heads on frozen features: simulated learning curves, separable training sets
 ``paired``                  paired differences over realizations: mean, standard error, resolved or not
 ``readout``                 reading features as class probabilities: imprinting, prototypes, probes
 ``geometry``                prediction space: Bhattacharyya distance, geodesics, progress, trajectories, InPCA

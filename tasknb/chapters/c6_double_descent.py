@@ -34,15 +34,11 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from ..chmm import stack_samples
-from ..device import derived_seed
-from ..gaussian_equivalence import centred_features
+from ..frozen_heads import simulate_heads  # re-exported: the simulated points of figure 6
 from ..replica import solve_saddle_point
 from ..separability import separability_threshold
-from ..training import fit_logistic_head
-from ..validation import check_finite_array, check_int_sequence, check_positive_int, check_positive_real, check_seed
+from ..validation import check_finite_array
 
 __all__ = ["SOLVER_DEFAULTS", "DoubleDescent", "threshold_from_training_loss", "interior_maxima", "peak_prominence",
            "excess_error",
@@ -233,37 +229,3 @@ def double_descent_curves(Omega, Phi, theta, alphas, lams, **solver_kwargs) -> D
         warnings.warn(f"double_descent_curves: the solver did not converge at (alpha, lam) = {bad}",
                       RuntimeWarning, stacklevel=2)
     return dd
-
-
-def simulate_heads(W1: torch.Tensor, chmm, means: torch.Tensor, M_grid, lam: float, repeats: int = 4,
-                   M_test: int = 4000, seed: int = 0, max_iter: int = 300) -> dict[str, np.ndarray]:
-    """Logistic heads on one frozen, centred first layer: training and test errors vs M.
-
-    W1 (H, D) first layer, ``chmm`` its CHMM (target task), ``means`` (H,) the feature mean
-    to subtract (from :func:`tasknb.gaussian_equivalence.estimate_covariances`), ``M_grid``
-    training-set sizes, ``repeats`` independent training sets per size (fitted together by
-    :func:`tasknb.training.fit_logistic_head`).  Returns a dict of (len(M_grid), repeats)
-    arrays: ``train_error``, ``test_error`` and ``converged`` (booleans).
-    """
-    if not isinstance(W1, torch.Tensor) or W1.dim() != 2:
-        raise ValueError(f"W1 must be a (H, D) tensor, got {getattr(W1, 'shape', type(W1).__name__)}")
-    M_grid = check_int_sequence("M_grid", M_grid, minimum=1)
-    lam = check_positive_real("lam", lam)
-    repeats = check_positive_int("repeats", repeats)
-    M_test = check_positive_int("M_test", M_test)
-    seed = check_seed("seed", seed)
-    H = W1.shape[0]
-    W = W1.unsqueeze(0).expand(repeats, -1, -1)
-    mu = means.to(W1.dtype).unsqueeze(0).expand(repeats, -1)
-    Xt, yt = stack_samples([chmm], M_test, "target", derived_seed(seed, "target.test"))
-    Vt = centred_features(W1.unsqueeze(0), Xt, mu[:1])[0].double()
-    out = {k: np.zeros((len(M_grid), repeats)) for k in ("train_error", "test_error")}
-    out["converged"] = np.zeros((len(M_grid), repeats), dtype=bool)
-    for i, M in enumerate(M_grid):
-        X, y = stack_samples([chmm] * repeats, M, "target", derived_seed(seed, "target.train", i))
-        fit = fit_logistic_head(centred_features(W, X, mu), y, lam, max_iter=max_iter, warn=False)
-        pred = Vt @ fit.w.double().T / math.sqrt(H)                         # (M_test, repeats)
-        out["test_error"][i] = (torch.sign(pred) != yt[0].double().unsqueeze(1)).double().mean(0).cpu().numpy()
-        out["train_error"][i] = fit.train_error.cpu().numpy()
-        out["converged"][i] = fit.converged.cpu().numpy()
-    return out
