@@ -24,6 +24,7 @@ def test_width_diagram_shapes_and_determinism():
         crossover = d.crossover(name, tol=1e-3)
         assert np.all(~np.isfinite(crossover) | (crossover < d.threshold(name)))
     assert d.converged.shape == (2, 3) and d.converged.all()
+    assert d.separability is None                                          # none asked for
     assert d.numerics["TF"].shape == d.numerics["2L"].shape == (2, 2)
     assert d.M_numerics.tolist() == [[2, 10], [10, 40]]
     assert d.gain("TF", "RF").shape == (2, 3) and d.gain("TF", "2L", numerics=True).shape == (2, 2)
@@ -130,3 +131,24 @@ def test_diagrams_keep_the_trained_errors_per_realization():
         assert d.numerics_realizations[name].shape == (2, 2, 2)
         np.testing.assert_array_equal(d.numerics_realizations[name].mean(1), d.numerics[name])
     assert d.gain_sem("TF", "2L", numerics=True).shape == (2, 2) and d.gain_sem("TF", "RF").shape == (2, 2)
+
+
+def test_width_diagram_tests_the_threshold_on_data():
+    kw = dict(TINY, M_source=100)
+    d = width_diagram([0.5, 2.0], [0.3, 1.0, 3.0], separability_H_over_L=[2.0], separability_factors=[0.5, 3.0],
+                      separability_repeats=3, **{**kw, "n_samples": 1000})
+    sep = d.separability
+    assert sep.rows.tolist() == [1] and sep.factors.tolist() == [0.5, 3.0]
+    for name in ("TF", "RF"):
+        # the sizes are f * alpha* * H at the tested width (H = 20), one per factor
+        np.testing.assert_array_equal(sep.M[name][0], np.round(sep.factors * d.threshold(name)[1] * 20).astype(int))
+        assert sep.separable[name].shape == sep.converged[name].shape == (1, 2, 2, 3)
+        assert sep.fraction(name).shape == (1, 2, 2) and sep.fraction_crossover(name).shape == (1, 2)
+        # half the threshold: every set separable; three times it: none
+        assert sep.separable[name][:, :, 0].all() and not sep.separable[name][:, :, 1].any()
+    with pytest.raises(ValueError, match="separability_H_over_L must hold values of H_over_L"):
+        width_diagram([0.5], [1.0], separability_H_over_L=[1.0], **kw)
+    with pytest.raises(ValueError, match="separability_factors must be"):
+        width_diagram([0.5], [1.0], separability_H_over_L=[0.5], separability_factors=[2.0, 1.0], **kw)
+    with pytest.raises(ValueError, match="name must be one of 'TF', 'RF'"):
+        sep.fraction("2L")

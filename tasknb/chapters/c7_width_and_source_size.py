@@ -30,6 +30,9 @@ form (:func:`tasknb.separability.separability_threshold`): :meth:`WidthDiagram.t
 alpha* (the "diagonal" of figure A.2: the threshold number of samples M* = alpha* H grows with the
 width). The theory's training error at a small ridge vanishes only below alpha*, but reading alpha*
 off it (:meth:`WidthDiagram.crossover`, :func:`training_error_crossover`) underestimates it.
+:func:`width_diagram` can also test the thresholds on data (:class:`SeparabilityTest`): heads at a
+tiny ridge on M = f alpha* H target examples (:func:`tasknb.frozen_heads.training_separability`)
+separate their training sets below alpha* (f < 1) and not above it (f > 1).
 """
 from __future__ import annotations
 
@@ -43,6 +46,7 @@ from tqdm.auto import tqdm
 from ..chmm import CHMM, stack_samples
 from ..device import derived_seed, get_device
 from ..feature_transfer import TheoryAndNumericsGains, paired_standard_error, train_source, transfer_learning_curves
+from ..frozen_heads import training_separability
 from ..gaussian_equivalence import estimate_covariances
 from ..networks.stacks import classification_error, init_two_layer
 from ..replica import solve_saddle_point
@@ -51,7 +55,7 @@ from ..training import SCRATCH_DEFAULT, SOURCE_DEFAULT, TrainingConfig
 from ..validation import (check_choice, check_increasing_positive_reals, check_int_sequence, check_positive_int,
                          check_positive_real, check_real_in, check_seed)
 
-__all__ = ["TRANSFORMATION", "RF_BASELINES", "WidthDiagram", "SourceSizeDiagram", "frozen_theory", "width_diagram",
+__all__ = ["TRANSFORMATION", "RF_BASELINES", "SeparabilityTest", "WidthDiagram", "SourceSizeDiagram", "frozen_theory", "width_diagram",
            "source_size_diagram", "training_error_crossover"]
 
 #: the fixed source -> target transformation (eta, rho, q) of figure A.2
@@ -112,8 +116,9 @@ def frozen_theory(W1: torch.Tensor, chmms: list[CHMM], alphas, lam: float, n_sam
     "monte-carlo", k)`` for realization k, as :func:`tasknb.gaussian_equivalence.theory_over_targets`)
     and the saddle point.
     Returns a dict of arrays of shape (K, n_alpha): ``eps`` (test error, eq. 15),
-    ``train_error`` and ``converged``; and of shape (K,): ``alpha_star``, the closed-form
-    separability threshold of each realization's features (:func:`separability_threshold`).
+    ``train_error`` and ``converged``; of shape (K,): ``alpha_star``, the closed-form
+    separability threshold of each realization's features (:func:`separability_threshold`); and
+    ``mean``, a (K, H) tensor of the feature means the heads subtract (the same Monte Carlo).
     """
     if not isinstance(W1, torch.Tensor) or W1.dim() != 3 or W1.shape[0] != len(chmms):
         raise ValueError(f"W1 must be a (K, H, D) tensor with K = len(chmms) = {len(chmms)}, "
@@ -122,7 +127,8 @@ def frozen_theory(W1: torch.Tensor, chmms: list[CHMM], alphas, lam: float, n_sam
     alphas = np.atleast_1d(np.asarray(alphas, dtype=float))
     K = W1.shape[0]
     out = {"eps": np.zeros((K, alphas.size)), "train_error": np.zeros((K, alphas.size)),
-           "converged": np.zeros((K, alphas.size), dtype=bool), "alpha_star": np.zeros(K)}
+           "converged": np.zeros((K, alphas.size), dtype=bool), "alpha_star": np.zeros(K),
+           "mean": torch.zeros(K, W1.shape[1], dtype=W1.dtype, device=W1.device)}
     for k, chmm in enumerate(chmms):
         mom = estimate_covariances(W1[k], chmm, n_samples=n_samples, seed=derived_seed(seed, "monte-carlo", k))
         sp = solve_saddle_point(mom.Omega, mom.Phi, mom.theta, alphas, lam, device=W1.device, **solver_kwargs)
@@ -130,6 +136,7 @@ def frozen_theory(W1: torch.Tensor, chmms: list[CHMM], alphas, lam: float, n_sam
         out["train_error"][k] = sp.train_error
         out["converged"][k] = sp.converged
         out["alpha_star"][k] = separability_threshold(mom.Omega, mom.Phi, mom.theta)[0]
+        out["mean"][k] = mom.mean.to(W1.dtype)
     return out
 
 
@@ -159,6 +166,45 @@ def _empty_tables(n_rows: int, K: int, n_alpha: int, n_numerics: int):
     numerics_per = {n: np.zeros((n_rows, K, n_numerics)) for n in numerics}
     a_star = {n: np.zeros((n_rows, K)) for n in ("TF", "RF")}
     return per, trn, conv, numerics, numerics_per, np.zeros((n_rows, K)), np.zeros((n_rows, K), dtype=int), a_star
+
+
+@dataclass
+class SeparabilityTest:
+    """An empirical test of the closed-form thresholds: are target training sets of M = f alpha* H
+    examples linearly separable on the frozen features (a head at a tiny ridge reaches training
+    error 0, :func:`tasknb.frozen_heads.training_separability`)?
+
+    rows (n_sel,) int : the diagram rows tested.   factors (n_f,) : the multiples f of alpha*.
+    M[name] (n_sel, n_f) int : the training-set sizes, round(f * threshold(name)[row] * H[row]).
+    separable[name] (n_sel, K, n_f, R) bool : one entry per realization and independent training set.
+    converged[name] (n_sel, K, n_f, R) bool : the head fits that met the solver tolerance.
+    lam : the ridge of the heads.
+    M_crossover[name] (n_sel,) int : the control size round(factors[-1] * crossover * H), where
+        the finite-ridge crossover (:meth:`WidthDiagram.crossover`) would put the largest factor;
+        0 where the crossover is outside the grid.
+    separable_crossover[name] (n_sel, K, R) bool : the same test at that size (False where M is 0).
+    """
+
+    rows: np.ndarray
+    factors: np.ndarray
+    M: dict[str, np.ndarray]
+    separable: dict[str, np.ndarray]
+    converged: dict[str, np.ndarray]
+    lam: float
+    M_crossover: dict[str, np.ndarray] = field(default_factory=dict)
+    separable_crossover: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def fraction(self, name: str) -> np.ndarray:
+        """(n_sel, K, n_f): the fraction of separable training sets per realization."""
+        if name not in self.separable:
+            raise ValueError(f"name must be one of {', '.join(repr(n) for n in self.separable)}; got {name!r}")
+        return self.separable[name].mean(-1)
+
+    def fraction_crossover(self, name: str) -> np.ndarray:
+        """(n_sel, K): the fraction of separable training sets at the control size ``M_crossover``."""
+        if name not in self.separable_crossover:
+            raise ValueError(f"name must be one of {', '.join(repr(n) for n in self.separable_crossover)}; got {name!r}")
+        return self.separable_crossover[name].mean(-1)
 
 
 @dataclass
@@ -215,12 +261,14 @@ class WidthDiagram(_Diagram):
     alpha_numerics (n_num,) : M / H of the trained points; M_numerics (n_H, n_num) int the sizes.
     numerics["TF"|"2L"] (n_H, n_num) : test errors of trained TF heads and 2L nets.
     source_error (n_H, K), source_epochs (n_H, K) : the source nets on their own task.
+    separability : a :class:`SeparabilityTest` of the thresholds, or None when none was asked for.
     """
 
     H_over_L: np.ndarray = field(default_factory=lambda: np.zeros(0))
     H: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
     alpha_numerics: np.ndarray = field(default_factory=lambda: np.zeros(0))
     M_numerics: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=int))
+    separability: SeparabilityTest | None = None
 
 
 @dataclass
@@ -256,7 +304,9 @@ def width_diagram(H_over_L, alphas, D: int = 200, L: int = 50, lam: float = 1e-5
                   q: float = TRANSFORMATION["q"], alpha_numerics=(), realizations: int = 3,
                   M_source: int = 2000, source: TrainingConfig = SOURCE_DEFAULT,
                   scratch: TrainingConfig = SCRATCH_DEFAULT, rf_baseline: str = "independent", n_samples: int = 20_000,
-                  M_test: int = 2000, seed: int = 0, device="auto", progress: bool = True) -> WidthDiagram:
+                  M_test: int = 2000, separability_H_over_L=(), separability_factors=(0.8, 1.25),
+                  separability_lam: float = 1e-8, separability_repeats: int = 8, seed: int = 0, device="auto",
+                  progress: bool = True) -> WidthDiagram:
     """Phase diagram of figure A.2: TF vs RF (theory) and TF vs 2L (numerics) over (H / L, M / H).
 
     Parameters
@@ -275,7 +325,13 @@ def width_diagram(H_over_L, alphas, D: int = 200, L: int = 50, lam: float = 1e-5
         started from (a paired comparison: TF - RF is then what source training added, and is 0
         by construction when training moves nothing).
     n_samples : Monte-Carlo samples for the moments.
-    M_test : test-set size of the trained learners.   seed, device, progress : as elsewhere.
+    M_test : test-set size of the trained learners.
+    separability_H_over_L : the widths (values of ``H_over_L``) at which the closed-form thresholds
+        are tested empirically (:class:`SeparabilityTest`); () skips.  At each, for TF and RF,
+        ``separability_repeats`` independent training sets per realization of
+        M = round(f * alpha* H) examples, f in ``separability_factors`` (increasing, > 0), are fitted
+        by heads at ridge ``separability_lam`` (training sets: ``derived_seed(seed, "separability", i)``).
+    seed, device, progress : as elsewhere.
 
     Returns a :class:`WidthDiagram` (shapes in its docstring).
     """
@@ -291,11 +347,30 @@ def width_diagram(H_over_L, alphas, D: int = 200, L: int = 50, lam: float = 1e-5
     num_alphas = check_increasing_positive_reals("alpha_numerics", alpha_numerics) if len(alpha_numerics) else np.zeros(0)
     M_num = np.array([_sizes("alpha_numerics", num_alphas, H) for H in Hs], dtype=int) if num_alphas.size \
         else np.zeros((len(Hs), 0), dtype=int)
+    sep_rows = []
+    for r in (np.atleast_1d(np.asarray(separability_H_over_L, dtype=float)) if len(separability_H_over_L) else []):
+        hit = np.nonzero(np.isclose(ratios, r))[0]
+        if hit.size == 0:
+            raise ValueError(f"separability_H_over_L must hold values of H_over_L = {ratios.tolist()}, got {r:g}")
+        sep_rows.append(int(hit[0]))
+    if sep_rows:
+        factors = check_increasing_positive_reals("separability_factors", separability_factors)
+        separability_lam = check_positive_real("separability_lam", separability_lam)
+        separability_repeats = check_positive_int("separability_repeats", separability_repeats)
     dev = get_device(device)
     chmms = [CHMM(D, L, L, eta, rho, q, seed=seed, realization=k, device=dev) for k in range(K)]
 
     per, trn, conv, numerics, numerics_per, src_err, src_ep, a_star = _empty_tables(
         len(Hs), K, alphas.size, num_alphas.size)
+    sep = None
+    if sep_rows:
+        shape = (len(sep_rows), K, factors.size, separability_repeats)
+        sep = SeparabilityTest(np.asarray(sep_rows), factors, {n: np.zeros((len(sep_rows), factors.size), dtype=int)
+                                                                for n in ("TF", "RF")},
+                               {n: np.zeros(shape, dtype=bool) for n in ("TF", "RF")},
+                               {n: np.zeros(shape, dtype=bool) for n in ("TF", "RF")}, separability_lam,
+                               {n: np.zeros(len(sep_rows), dtype=int) for n in ("TF", "RF")},
+                               {n: np.zeros((len(sep_rows), K, separability_repeats), dtype=bool) for n in ("TF", "RF")})
     for i, H in enumerate(tqdm(Hs, desc="widths H", disable=not progress)):
         res, init = train_source(chmms, H, M_source, source, seed=seed, progress=False)
         src_ep[i] = res.epochs.numpy()
@@ -306,6 +381,21 @@ def width_diagram(H_over_L, alphas, D: int = 200, L: int = 50, lam: float = 1e-5
             trn[name][i] = th["train_error"].mean(0)
             conv[i] &= th["converged"].all(0)
             a_star[name][i] = th["alpha_star"]
+            if i in sep_rows:
+                j = sep_rows.index(i)
+                M_f = [max(1, int(round(f * th["alpha_star"].mean() * H))) for f in factors]
+                cross = float(training_error_crossover(alphas, th["train_error"].mean(0)))
+                M_c = max(1, int(round(factors[-1] * cross * H))) if math.isfinite(cross) else 0
+                M_all = sorted(set(M_f) | ({M_c} if M_c else set()))     # nested sets: one increasing grid
+                test = training_separability(W1, chmms, th["mean"], M_all, lam=separability_lam,
+                                             repeats=separability_repeats, seed=derived_seed(seed, "separability", i))
+                at = [M_all.index(M) for M in M_f]
+                sep.M[name][j] = M_f
+                sep.separable[name][j] = test["separable"][:, at]
+                sep.converged[name][j] = test["converged"][:, at]
+                sep.M_crossover[name][j] = M_c
+                if M_c:
+                    sep.separable_crossover[name][j] = test["separable"][:, M_all.index(M_c)]
         src_err[i] = _source_error(res.params, chmms, M_test, seed)
         if numerics:
             curves = transfer_learning_curves(D, H, L, L, eta, rho, q, M_grid=M_num[i], M_test=M_test,
@@ -317,7 +407,8 @@ def width_diagram(H_over_L, alphas, D: int = 200, L: int = 50, lam: float = 1e-5
     config = dict(D=D, L=L, eta=eta, rho=rho, q=q, lam=lam, realizations=K, M_source=M_source, source=source,
                   scratch=scratch, rf_baseline=rf_baseline, n_samples=n_samples, M_test=M_test, seed=seed, device=str(dev))
     return WidthDiagram(alphas, {n: v.mean(1) for n, v in per.items()}, trn, conv, numerics, per, src_err, src_ep,
-                        config, numerics_per, a_star, H_over_L=ratios, H=np.asarray(Hs), alpha_numerics=num_alphas, M_numerics=M_num)
+                        config, numerics_per, a_star, H_over_L=ratios, H=np.asarray(Hs), alpha_numerics=num_alphas,
+                        M_numerics=M_num, separability=sep)
 
 
 # ----------------------------------------------------------------------------- figure A.3
