@@ -10,7 +10,8 @@ its standard error
 say how large the gain is and how sure we are of it. A claim "transfer helps" (sign +1) or
 "transfer hurts" (sign -1) is *resolved* at n_se standard errors when sign * mean >= n_se * sem
 with sem > 0 (the book uses n_se = 2). A difference that is not resolved is printed as
-"mean ± sem, not resolved at this scale" instead of being asserted or dropped.
+"mean ± sem, not resolved at this scale" instead of being asserted or dropped; one resolved with the
+other sign is printed as "resolved with the sign opposite to the claim".
 
 :func:`paired_difference` builds a :class:`PairedDifference` from the two error arrays.
 """
@@ -22,10 +23,12 @@ import numpy as np
 
 from .validation import check_choice, check_positive_real
 
-__all__ = ["PairedDifference", "paired_difference", "paired_standard_error", "NOT_RESOLVED"]
+__all__ = ["PairedDifference", "paired_difference", "paired_standard_error", "NOT_RESOLVED", "OPPOSITE"]
 
 #: the words every chapter prints next to a difference the quick scale does not resolve
 NOT_RESOLVED = "not resolved at this scale"
+#: ... and next to one it resolves with the sign opposite to the claim (e.g. the paper's)
+OPPOSITE = "resolved with the sign opposite to the claim"
 
 
 def paired_standard_error(differences, axis: int = -1):
@@ -68,15 +71,18 @@ class PairedDifference:
         return (s > 0) & (sign * m >= n_se * s)
 
     def describe(self, sign: int = 1, n_se: float = 2.0, digits: int = 3) -> str:
-        """One line for a scalar difference: ``"label: +0.034 ± 0.008 (4.2 SE)"``, followed by
-        ", not resolved at this scale" when :meth:`resolved` (with ``sign``, ``n_se``) is False."""
+        """One line for a scalar difference: ``"label: +0.034 ± 0.008 (4.2 SE)"``, judged against the
+        claimed ``sign``: nothing is appended when the claim is resolved, ", resolved with the sign
+        opposite to the claim" when the other sign is, and ", not resolved at this scale" otherwise."""
         if np.ndim(self.mean) != 0:
             raise ValueError(f"describe needs a scalar difference, got shape {np.shape(self.mean)}; index it first")
         z = float(self.z)
         text = f"{float(self.mean):+.{digits}f} ± {float(self.sem):.{digits}f} ({z:+.1f} SE, K = {self.n})"
         if self.label:
             text = f"{self.label}: {text}"
-        if not bool(self.resolved(sign, n_se)):
+        if bool(self.resolved(-sign, n_se)):
+            text += f", {OPPOSITE}"
+        elif not bool(self.resolved(sign, n_se)):
             text += f", {NOT_RESOLVED}"
         return text
 

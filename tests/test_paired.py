@@ -23,7 +23,8 @@ def test_resolved_needs_the_claimed_sign_at_two_standard_errors():
     assert d.resolved(+1).tolist() == [True, False]
     assert d.resolved(-1).tolist() == [False, False]
     assert "not resolved at this scale" in d[1].describe() and NOT_RESOLVED not in d[0].describe()
-    assert NOT_RESOLVED in d[0].describe(sign=-1)
+    assert "resolved with the sign opposite to the claim" in d[0].describe(sign=-1)
+    assert NOT_RESOLVED not in d[0].describe(sign=-1)
 
 
 def test_no_spread_is_never_resolved():
