@@ -112,3 +112,31 @@ def test_bad_moments_and_r():
         separability_threshold(np.eye(5), np.eye(4), np.ones(4))
     with pytest.raises(ValueError, match="not the moments"):
         separability_threshold(0.01 * np.eye(5), np.eye(5), np.ones(5))
+
+
+def test_peak_prominence():
+    from tasknb.chapters.c6_double_descent import peak_prominence
+
+    assert peak_prominence([0.5, 0.4, 0.3, 0.2]) == 0.0                        # monotone
+    assert peak_prominence([0.3, 0.3, 0.3, 0.2]) == 0.0                        # plateau then drop
+    assert abs(peak_prominence([0.30, 0.32, 0.35, 0.25, 0.2]) - 0.05) < 1e-12  # rises 0.05 above its left minimum
+    assert abs(peak_prominence([0.40, 0.35, 0.37, 0.30]) - 0.02) < 1e-12       # a bump on a descent
+    with pytest.raises(ValueError, match="at least 3"):
+        peak_prominence([0.1, 0.2])
+
+
+def test_peak_scan_shapes_determinism_and_bad_inputs():
+    from tasknb.chapters.c6_double_descent import peak_scan
+    from tasknb.training import TrainingConfig
+
+    kw = dict(D=40, L=10, M_source=200, source=TrainingConfig(2, 1e-2, 50), realizations=2, n_samples=2000,
+              lam=1e-4, device="cpu")
+    a = peak_scan([0.5, 1.0], [1.0, 2.0, 3.0], **kw)
+    assert a.eps["TF"].shape == (2, 2, 3) and a.prominence["RF"].shape == (2, 2) and a.H.tolist() == [5, 10]
+    assert a.converged.all() and np.all(a.threshold["RF"] >= 2.0 - 0.05)
+    b = peak_scan([0.5, 1.0], [1.0, 2.0, 3.0], **kw)
+    np.testing.assert_array_equal(a.eps["TF"], b.eps["TF"])
+    with pytest.raises(ValueError, match="H_over_L"):
+        peak_scan([1.0, 0.5], [1.0, 2.0, 3.0], **kw)
+    with pytest.raises(ValueError, match="lam"):
+        peak_scan([0.5], [1.0, 2.0, 3.0], **{**kw, "lam": 0.0})

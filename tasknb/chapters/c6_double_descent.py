@@ -35,18 +35,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..chmm import CHMM
+from ..device import derived_seed, get_device
+from ..feature_transfer import train_source
 from ..frozen_heads import simulate_heads  # re-exported: the simulated points of figure 6
+from ..gaussian_equivalence import estimate_covariances
+from ..networks.stacks import init_two_layer
 from ..replica import solve_saddle_point
 from ..separability import separability_threshold
-from ..validation import check_finite_array
+from ..training import SOURCE_DEFAULT, TrainingConfig
+from ..validation import (check_finite_array, check_increasing_positive_reals, check_positive_int,
+                          check_positive_real, check_real_in, check_seed)
 
 __all__ = ["SOLVER_DEFAULTS", "DoubleDescent", "threshold_from_training_loss", "interior_maxima", "peak_prominence",
-           "excess_error",
-           "double_descent_curves", "simulate_heads"]
+           "excess_error", "double_descent_curves", "simulate_heads", "PeakScan", "peak_scan"]
 
-#: solver settings for small ridges: near the threshold at lam <= 1e-7 the default Newton phase
-#: (after 300 damped steps) can fail; 800 damped steps put Newton close enough to converge.
-SOLVER_DEFAULTS = {"newton_after": 800, "max_iter": 4000}
+#: solver settings of this chapter on top of :func:`tasknb.replica.solve_saddle_point`'s defaults: none
+#: (the solver's own defaults converge at lam = 1e-7 near the threshold; tests/test_replica.py checks
+#: them against an independent high-accuracy solution)
+SOLVER_DEFAULTS: dict = {}
 
 
 def _grid(x, name, minimum_size=1):
@@ -229,3 +236,75 @@ def double_descent_curves(Omega, Phi, theta, alphas, lams, **solver_kwargs) -> D
         warnings.warn(f"double_descent_curves: the solver did not converge at (alpha, lam) = {bad}",
                       RuntimeWarning, stacklevel=2)
     return dd
+
+
+@dataclass
+class PeakScan:
+    """Where the test error itself peaks: replica curves at one ridge for TF and RF features over
+    several widths H / L and K realizations.
+
+    ``H_over_L`` (n_w,), ``H`` (n_w,) int, ``alpha`` (A,), ``lam`` the ridge; for each learner
+    name in ("TF", "RF"): ``eps[name]`` and ``q[name]`` (n_w, K, A) test error and norm overlap,
+    ``threshold[name]`` and ``r[name]`` (n_w, K) the closed-form alpha* and teacher-feature
+    correlation, ``prominence[name]`` (n_w, K) the :func:`peak_prominence` of each curve,
+    ``converged`` (n_w, K, A) every TF and RF point converged.
+    """
+
+    H_over_L: np.ndarray
+    H: np.ndarray
+    alpha: np.ndarray
+    lam: float
+    eps: dict
+    q: dict
+    threshold: dict
+    r: dict
+    prominence: dict
+    converged: np.ndarray
+
+
+def peak_scan(H_over_L, alphas, lam: float = 1e-7, D: int = 200, L: int = 50, eta: float = 1.0, rho: float = 0.3,
+              q: float = 1.0, M_source: int = 2000, source: TrainingConfig = SOURCE_DEFAULT, realizations: int = 3,
+              n_samples: int = 20_000, seed: int = 0, device="auto") -> PeakScan:
+    """Replica test error of TF and RF heads at one small ridge, for several widths H = H_over_L * L.
+
+    For each width, K source nets are trained on K CHMMs (``CHMM(D, L, L, eta, rho, q, seed,
+    realization=k)``, :func:`tasknb.feature_transfer.train_source`), RF first layers are drawn
+    independently (``derived_seed(seed, "init.rf")``), the Monte-Carlo moments of both on the target
+    task are estimated (``derived_seed(seed, "monte-carlo", k)``) and the saddle point is solved on
+    the ``alphas`` grid.  Returns a :class:`PeakScan`.
+    """
+    ratios = check_increasing_positive_reals("H_over_L", H_over_L)
+    alphas = _grid(alphas, "alphas", 3)
+    lam = check_positive_real("lam", lam)
+    D, L = check_positive_int("D", D), check_positive_int("L", L)
+    eta, rho, q = check_real_in("eta", eta, 0.0, 1.0), check_real_in("rho", rho, 0.0, 1.0), check_real_in("q", q, -1.0, 1.0)
+    M_source = check_positive_int("M_source", M_source)
+    K = check_positive_int("realizations", realizations)
+    n_samples = check_positive_int("n_samples", n_samples, minimum=2)
+    seed = check_seed("seed", seed)
+    if not isinstance(source, TrainingConfig):
+        raise ValueError(f"source must be a tasknb.training.TrainingConfig, got {type(source).__name__}")
+    Hs = [max(1, int(round(x * L))) for x in ratios]
+    if len(set(Hs)) != len(Hs):
+        raise ValueError(f"H_over_L gives repeated widths H = round(H_over_L * L) = {Hs} at L = {L}")
+    dev = get_device(device)
+    chmms = [CHMM(D, L, L, eta, rho, q, seed=seed, realization=k, device=dev) for k in range(K)]
+    shape = (len(Hs), K, alphas.size)
+    eps = {n: np.zeros(shape) for n in ("TF", "RF")}
+    qq = {n: np.zeros(shape) for n in ("TF", "RF")}
+    thr = {n: np.zeros(shape[:2]) for n in ("TF", "RF")}
+    rr = {n: np.zeros(shape[:2]) for n in ("TF", "RF")}
+    prom = {n: np.zeros(shape[:2]) for n in ("TF", "RF")}
+    conv = np.ones(shape, dtype=bool)
+    for i, H in enumerate(Hs):
+        res, _ = train_source(chmms, H, M_source, source, seed=seed, progress=False)
+        W = {"TF": res.params.W1, "RF": init_two_layer(K, H, D, seed=derived_seed(seed, "init.rf"), device=dev).W1}
+        for name, W1 in W.items():
+            for k, chmm in enumerate(chmms):
+                mom = estimate_covariances(W1[k], chmm, n_samples=n_samples, seed=derived_seed(seed, "monte-carlo", k))
+                sp = solve_saddle_point(mom.Omega, mom.Phi, mom.theta, alphas, lam, device=dev, **SOLVER_DEFAULTS)
+                eps[name][i, k], qq[name][i, k] = np.ravel(sp.eps_g), np.ravel(sp.q)
+                conv[i, k] &= np.ravel(sp.converged)
+                thr[name][i, k], rr[name][i, k] = separability_threshold(mom.Omega, mom.Phi, mom.theta)
+                prom[name][i, k] = peak_prominence(eps[name][i, k])
+    return PeakScan(ratios, np.asarray(Hs), alphas, lam, eps, qq, thr, rr, prom, conv)
