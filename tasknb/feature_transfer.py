@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from .chmm import CHMM, MulticlassCHMM, stack_samples
 from .device import derived_seed, get_device
-from .paired import paired_standard_error
+from .paired import PairedDifference, paired_difference, paired_standard_error
 from .networks.stacks import (SoftmaxStack, TwoLayerStack, classification_error, features, init_softmax_net,
                               init_two_layer, softmax_error)
 from .training import (FINETUNE_DEFAULT, SCRATCH_DEFAULT, SOURCE_DEFAULT, TrainingConfig, fit_logistic_head,
@@ -211,7 +211,8 @@ def resolve_source_networks(source_params, stack_type: type, sizes: dict, train)
 class TheoryAndNumericsGains:
     """``gain`` and ``gain_sem`` for a result holding errors per learner from the theory and from
     trained networks: ``theory[name]`` / ``numerics[name]`` (realization means) and
-    ``theory_realizations[name]`` / ``numerics_realizations[name]`` (realizations on axis 1)."""
+    ``theory_realizations[name]`` / ``numerics_realizations[name]`` (realizations on axis 1):
+    the diagrams of C4 and C7, one row per knob value (width, source size), one column per M / H."""
 
     def gain(self, transfer: str, baseline: str, numerics: bool = False) -> np.ndarray:
         """err(baseline) - err(transfer) of the realization-mean errors, from the theory or (with
@@ -224,6 +225,29 @@ class TheoryAndNumericsGains:
         (:func:`paired_standard_error` over the K realizations)."""
         table = self.numerics_realizations if numerics else self.theory_realizations
         return paired_standard_error(table[baseline] - table[transfer], axis=1)
+
+    def paired_gain(self, transfer: str, baseline: str, numerics: bool = False, region=None,
+                    label: str | None = None) -> PairedDifference:
+        """The gain err(baseline) - err(transfer) with its paired standard error over the K realizations.
+
+        Without ``region``, one difference per cell (shape (n_rows, n_x)).  ``region`` is a boolean
+        mask of the cells' shape: each realization's errors are first averaged over the masked cells,
+        giving one scalar difference for the region (its SE still from the K paired values).
+        """
+        table = self.numerics_realizations if numerics else self.theory_realizations
+        b, t = table[baseline], table[transfer]          # (n_rows, K, n_x)
+        if label is None:
+            label = f"gain of {transfer} over {baseline}"
+        if region is None:
+            return paired_difference(b, t, axis=1, label=label)
+        mask = np.asarray(region, dtype=bool)
+        if mask.shape != (b.shape[0], b.shape[2]):
+            raise ValueError(f"region must be a boolean mask of shape {(b.shape[0], b.shape[2])}, got {mask.shape}")
+        if not mask.any():
+            raise ValueError("region must select at least one cell")
+        bm = np.moveaxis(b, 1, 0)[:, mask].mean(1)      # (K,)
+        tm = np.moveaxis(t, 1, 0)[:, mask].mean(1)
+        return paired_difference(bm, tm, axis=0, label=label)
 
 
 @dataclass

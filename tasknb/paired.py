@@ -70,16 +70,27 @@ class PairedDifference:
         m, s = np.asarray(self.mean, dtype=float), np.asarray(self.sem, dtype=float)
         return (s > 0) & (sign * m >= n_se * s)
 
-    def describe(self, sign: int = 1, n_se: float = 2.0, digits: int = 3) -> str:
+    def within(self, tol: float, n_se: float = 2.0) -> np.ndarray:
+        """True where the difference is zero within ``tol``: mean ± ``n_se`` sem lies inside (-tol, tol)
+        (an equivalence test; with a positive control it can fail, unlike "not resolved")."""
+        tol = check_positive_real("tol", tol)
+        n_se = check_positive_real("n_se", n_se)
+        return np.abs(np.asarray(self.mean, dtype=float)) + n_se * np.asarray(self.sem, dtype=float) < tol
+
+    def describe(self, sign: int = 1, n_se: float = 2.0, digits: int = 3, verdict: bool = True) -> str:
         """One line for a scalar difference: ``"label: +0.034 ± 0.008 (4.2 SE)"``, judged against the
         claimed ``sign``: nothing is appended when the claim is resolved, ", resolved with the sign
-        opposite to the claim" when the other sign is, and ", not resolved at this scale" otherwise."""
+        opposite to the claim" when the other sign is, and ", not resolved at this scale" otherwise.
+        ``verdict=False`` gives the numbers alone (for a difference claimed to be about zero, see
+        :meth:`within`)."""
         if np.ndim(self.mean) != 0:
             raise ValueError(f"describe needs a scalar difference, got shape {np.shape(self.mean)}; index it first")
         z = float(self.z)
         text = f"{float(self.mean):+.{digits}f} ± {float(self.sem):.{digits}f} ({z:+.1f} SE, K = {self.n})"
         if self.label:
             text = f"{self.label}: {text}"
+        if not verdict:
+            return text
         if bool(self.resolved(-sign, n_se)):
             text += f", {OPPOSITE}"
         elif not bool(self.resolved(sign, n_se)):

@@ -27,6 +27,16 @@ def test_resolved_needs_the_claimed_sign_at_two_standard_errors():
     assert NOT_RESOLVED not in d[0].describe(sign=-1)
 
 
+def test_within_is_an_equivalence_test():
+    d = paired_difference([[0.300, 0.301, 0.299, 0.300], [0.30, 0.35, 0.25, 0.32]],
+                          [[0.299, 0.300, 0.300, 0.301], [0.30, 0.30, 0.30, 0.30]], axis=1)
+    assert d.within(0.02).tolist() == [True, False]          # the second is noisy: its interval is too wide
+    assert not bool(d[0].within(0.001))
+    np.testing.assert_array_equal(d.within(0.02), np.abs(d.mean) + 2 * d.sem < 0.02)
+    assert NOT_RESOLVED in d[1].describe()
+    assert d[1].describe(verdict=False) == d[1].describe().replace(f", {NOT_RESOLVED}", "")
+
+
 def test_no_spread_is_never_resolved():
     d = paired_difference([0.3, 0.3], [0.2, 0.2])
     assert float(d.sem) == 0 and not bool(d.resolved()) and np.isinf(d.z)

@@ -58,29 +58,6 @@ class PhaseDiagram(TheoryAndNumericsGains):
     theory_realizations: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     numerics_realizations: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
-    def paired_gain(self, transfer: str, baseline: str, numerics: bool = False, region=None,
-                    label: str | None = None) -> PairedDifference:
-        """The gain err(baseline) - err(transfer) with its paired standard error over the K realizations.
-
-        Without ``region``, one difference per cell (shape (n_values, n_x)).  ``region`` is a boolean
-        mask of the cells' shape: each realization's errors are first averaged over the masked cells,
-        giving one scalar difference for the region (its SE still from the K paired values).
-        """
-        table = self.numerics_realizations if numerics else self.theory_realizations
-        b, t = table[baseline], table[transfer]          # (n_values, K, n_x)
-        if label is None:
-            label = f"gain of {transfer} over {baseline}"
-        if region is None:
-            return paired_difference(b, t, axis=1, label=label)
-        mask = np.asarray(region, dtype=bool)
-        if mask.shape != (b.shape[0], b.shape[2]):
-            raise ValueError(f"region must be a boolean mask of shape {(b.shape[0], b.shape[2])}, got {mask.shape}")
-        if not mask.any():
-            raise ValueError("region must select at least one cell")
-        bm = np.moveaxis(b, 1, 0)[:, mask].mean(1)      # (K,)
-        tm = np.moveaxis(t, 1, 0)[:, mask].mean(1)
-        return paired_difference(bm, tm, axis=0, label=label)
-
 
 def phase_diagram(knob: str, values, base: dict, alphas, lam: float, source_params: TwoLayerStack,
                   rf_W1: torch.Tensor, M_numerics=(), numeric_learners=("TF", "2L", "ft-TF"),

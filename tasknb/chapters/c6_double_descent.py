@@ -47,13 +47,8 @@ from ..training import SOURCE_DEFAULT, TrainingConfig
 from ..validation import (check_finite_array, check_increasing_positive_reals, check_positive_int,
                           check_positive_real, check_real_in, check_seed)
 
-__all__ = ["SOLVER_DEFAULTS", "DoubleDescent", "threshold_from_training_loss", "interior_maxima", "peak_prominence",
+__all__ = ["DoubleDescent", "threshold_from_training_loss", "interior_maxima", "peak_prominence",
            "excess_error", "double_descent_curves", "simulate_heads", "PeakScan", "peak_scan"]
-
-#: solver settings of this chapter on top of :func:`tasknb.replica.solve_saddle_point`'s defaults: none
-#: (the solver's own defaults converge at lam = 1e-7 near the threshold; tests/test_replica.py checks
-#: them against an independent high-accuracy solution)
-SOLVER_DEFAULTS: dict = {}
 
 
 def _grid(x, name, minimum_size=1):
@@ -200,7 +195,7 @@ def double_descent_curves(Omega, Phi, theta, alphas, lams, **solver_kwargs) -> D
     """Test error of an L2-logistic head on one feature map over the whole (alpha x lam) grid.
 
     One call to :func:`tasknb.replica.solve_saddle_point` (eqs. 9-15 of the paper) for every
-    point, with :data:`SOLVER_DEFAULTS` unless overridden; alpha* from
+    point (``solver_kwargs`` go to the solver, whose defaults converge at lam = 1e-7); alpha* from
     :func:`tasknb.separability.separability_threshold`.
 
     Parameters
@@ -220,10 +215,9 @@ def double_descent_curves(Omega, Phi, theta, alphas, lams, **solver_kwargs) -> D
     th = check_finite_array("theta", theta)
     if th.ndim != 1:
         raise ValueError(f"theta must be one teacher of shape (L,), got shape {th.shape}")
-    kw = {**SOLVER_DEFAULTS, **solver_kwargs}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)                        # reported below, by point
-        sp = solve_saddle_point(Omega, Phi, th, alphas, lams, loss="logistic", **kw)
+        sp = solve_saddle_point(Omega, Phi, th, alphas, lams, loss="logistic", **solver_kwargs)
     threshold, r = separability_threshold(Omega, Phi, th)
     try:
         thr_rep, note = threshold_from_training_loss(alphas, lams, sp.train_loss, sp.converged), ""
@@ -302,7 +296,7 @@ def peak_scan(H_over_L, alphas, lam: float = 1e-7, D: int = 200, L: int = 50, et
         for name, W1 in W.items():
             for k, chmm in enumerate(chmms):
                 mom = estimate_covariances(W1[k], chmm, n_samples=n_samples, seed=derived_seed(seed, "monte-carlo", k))
-                sp = solve_saddle_point(mom.Omega, mom.Phi, mom.theta, alphas, lam, device=dev, **SOLVER_DEFAULTS)
+                sp = solve_saddle_point(mom.Omega, mom.Phi, mom.theta, alphas, lam, device=dev)
                 eps[name][i, k], qq[name][i, k] = np.ravel(sp.eps_g), np.ravel(sp.q)
                 conv[i, k] &= np.ravel(sp.converged)
                 thr[name][i, k], rr[name][i, k] = separability_threshold(mom.Omega, mom.Phi, mom.theta)
