@@ -22,7 +22,10 @@ import a chapter or the book tooling, and never plot.
 ``frozen_heads``            L2-logistic heads on frozen features: simulated learning curves, separable training sets
 ``paired``                  paired differences over realizations: mean, standard error, resolved or not
 ``readout``                 reading features as class probabilities: imprinting, prototypes, probes
-``geometry``                prediction space: Bhattacharyya distance, geodesics, progress, trajectories, InPCA
+``geometry``                prediction space: Bhattacharyya distance, geodesics, progress, trajectories, InPCA,
+                            out-of-sample placement, a null for explained stress, symmetric KL
+``trajectory_geometry``     runs compared over the progress they share: unfolded progress, re-indexing without
+                            extrapolation, common ranges, families of seeds (tubes, normalised distances)
 ``trajectories``            training runs recorded as prediction-space trajectories (one run configuration)
 ``batched_trajectories``    the same, with all seeds trained in one vmap
 ==========================  ==============================================================================

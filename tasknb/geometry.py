@@ -8,14 +8,21 @@ kernels of Part S, written from the formulas of the paper:
 ``bhattacharyya_matrix``   pairwise sample-averaged Bhattacharyya distance, eq. (2), batched/chunked
 ``bhattacharyya``          the same distance between matching models (broadcast over leading axes)
 ``geodesic``               great-circle geodesic on the product of spheres, eq. (3)
+``geodesic_pairs``         the same for L pairs of models at once, one lam per pair
+``check_probabilities``    the shared input check: finite, >= 0, rows summing to 1
 ``reference_points``       the ignorance model P_0 (uniform rows) and the truth P_* (one-hot rows)
 ``progress``               progress t_w along the ignorance -> truth geodesic, eq. (4)
 ``interpolate_trajectory`` checkpoints -> points at a uniform grid of progress (text after eq. 4)
 ``trajectory_distance``    integral of d_B along two re-indexed trajectories, eq. (5)
 ``riemann_length``         Riemann length of a trajectory, eq. (6)
 ``mean_trajectory``, ``tube_radius``, ``normalized_distance``   App. G and Remark 5
-``inpca``                  intensive PCA, eqs. (9)-(11) and App. F
+``inpca``                  intensive PCA, eqs. (9)-(11) and App. F; ``InPCA.project`` places new points
+``explained_stress_null``  chi_k of models whose samples are permuted independently: a null for eq. (11)
+``symmetric_kl_matrix``    pairwise sample-averaged symmetric KL divergence (App. C), an alternative to d_B
 ``stochastic_projection``, ``inpca_projected``                  the projection trick of App. A.2
+
+Comparing runs over the progress they both cover (unfolded progress, common ranges, families of
+seeds) is :mod:`tasknb.trajectory_geometry`'s job.
 
 Reading a network as such an array (softmax head, imprinted head of eqs. 7-8) is
 :mod:`tasknb.readout`'s job; this module only measures points of prediction space.
@@ -33,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .device import as_tensor, get_device, like_input, resolve_device
+from .device import as_tensor, get_device, like_input, numpy_stream, resolve_device
 from .validation import (array_shape, check_choice, check_label_vector, check_positive_int, check_positive_real,
                          check_real_in, check_seed)
 
@@ -42,6 +49,8 @@ __all__ = [
     "bhattacharyya_matrix",
     "bhattacharyya",
     "geodesic",
+    "geodesic_pairs",
+    "check_probabilities",
     "reference_points",
     "progress",
     "interpolate_trajectory",
@@ -52,6 +61,9 @@ __all__ = [
     "normalized_distance",
     "InPCA",
     "inpca",
+    "explained_stress_null",
+    "KL_EPS",
+    "symmetric_kl_matrix",
     "stochastic_projection",
     "inpca_projected",
 ]
@@ -254,12 +266,16 @@ def _bhat_paired(tP: torch.Tensor, tQ: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- eq. (3)
 def _slerp_sqrt(sP: torch.Tensor, sQ: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
     """Great-circle points between unit vectors sP, sQ (..., N, C) at lam (L,) -> (L, ..., N, C)."""
+    return _slerp_core(sP, sQ, lam.reshape((-1,) + (1,) * sP.ndim))
+
+
+def _slerp_core(sP: torch.Tensor, sQ: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """Great-circle points between unit vectors sP, sQ (..., C) at ``lam`` broadcastable against them."""
     cos = (sP * sQ).sum(-1, keepdim=True).clamp(-1.0, 1.0)
     theta = torch.arccos(cos)
     sin = torch.sin(theta)
     small = theta < _SMALL_ANGLE
     safe = torch.where(small, torch.ones_like(sin), sin)
-    lam = lam.reshape((-1,) + (1,) * sP.ndim)
     wa = torch.where(small, 1 - lam, torch.sin((1 - lam) * theta) / safe)
     wb = torch.where(small, lam, torch.sin(lam * theta) / safe)
     z = wa * sP + wb * sQ
@@ -299,6 +315,41 @@ def geodesic(P, Q, lam, *, device=None):
     if scalar:
         out = out[0]
     return like_input(out, torch.is_tensor(P) or torch.is_tensor(Q))
+
+
+def geodesic_pairs(P, Q, lam, *, device=None):
+    """Points on the geodesics between matching pairs of models, eq. (3) of S, one lam per pair.
+
+    ``P``, ``Q`` of shape (L, N, C): L pairs of models; ``lam`` (L,) values in [0, 1].  Row l of
+    the result is ``geodesic(P[l], Q[l], lam[l])``, computed for all pairs at once (one batched
+    great-circle step, no loop): (L, N, C) probabilities, float64 (NumPy, or torch for torch input).
+    """
+    dev = resolve_device(device, P, Q)
+    tP = _probs("P", P, dev, (3,), "(L, N, C)")
+    tQ = _probs("Q", Q, dev, (3,), "(L, N, C)")
+    if tP.shape != tQ.shape:
+        raise ValueError(f"P and Q must have the same shape (L, N, C), got {tuple(tP.shape)} and {tuple(tQ.shape)}")
+    lam_arr = np.asarray(lam.detach().cpu() if torch.is_tensor(lam) else lam, dtype=np.float64)
+    if lam_arr.shape != (tP.shape[0],):
+        raise ValueError(f"lam must have one value per pair, shape ({tP.shape[0]},), got shape {lam_arr.shape}")
+    if not np.all(np.isfinite(lam_arr)) or lam_arr.min() < 0 or lam_arr.max() > 1:
+        raise ValueError(f"lam must be in [0, 1], got values from {lam_arr.min():g} to {lam_arr.max():g}")
+    lam_t = torch.as_tensor(lam_arr, device=dev).reshape(-1, 1, 1)
+    z = _slerp_core(tP.sqrt(), tQ.sqrt(), lam_t)
+    return like_input(z * z, torch.is_tensor(P) or torch.is_tensor(Q))
+
+
+def check_probabilities(name: str, x, *, shape: str, device=None) -> torch.Tensor:
+    """``x`` (NumPy array or torch tensor) as a float64 tensor on ``device``, checked as probabilities.
+
+    ``shape`` names the axes, e.g. ``"(K, T, N, C)"``: the number of axes must match it.  Raises
+    ValueError naming ``name`` unless every entry is finite and >= 0 and every row (last axis)
+    sums to 1 within ``PROB_ATOL``.  The check other kernels of prediction space share.
+    """
+    if not isinstance(shape, str) or not shape.startswith("(") or not shape.endswith(")"):
+        raise ValueError(f"shape must name the axes like '(T, N, C)', got {shape!r}")
+    ndim = len([a for a in shape[1:-1].split(",") if a.strip()])
+    return _probs(name, x, resolve_device(device, x), (ndim,), shape)
 
 
 # ----------------------------------------------------------------------------- eq. (4)
@@ -409,6 +460,11 @@ def interpolate_trajectory(traj, t_grid, *, labels=None, progress_values=None, d
     lam = (t - t_k) / (t_{k+1} - t_k), i.e. linear in progress along the geodesic between the
     two checkpoints (eq. 3).  Grid values below the smallest (above the largest) recorded
     progress map to the checkpoint of smallest (largest) progress.
+
+    Two consequences: a run that goes back in progress loses the legs after the first pair that
+    brackets a value, and a run that stops at progress 0.4 sits frozen at its end point for the
+    grid values above 0.4.  ``tasknb.trajectory_geometry.reindex_trajectory`` (unfolded progress,
+    no extrapolation) and ``compare_trajectories`` (over the range both runs cover) avoid both.
 
     Returns (len(t_grid), N, C) probabilities (NumPy, or torch for torch input).
     """
@@ -563,6 +619,11 @@ class InPCA:
     ``d_B(u, v) ~= sum_i sign(eig_i) (x_ui - x_vi)^2``, exact with all m components, eq. 10);
     ``explained_stress`` chi_k of eq. (11) for the k components kept; ``stress_by_k`` (k,) chi_j
     for j = 1..k; ``method`` the eigensolver used.
+
+    To place new points into the embedding (``project``) it also keeps ``eigenvectors`` (m, k)
+    (the unit columns v_i with coords = v_i sqrt(|s_i|)), ``column_means`` (m,) the column means of
+    the (symmetrised) D it was fitted on and ``grand_mean`` the mean of all its entries.  ``inpca``
+    fills them; an ``InPCA`` built by hand without them still works, except ``project``.
     """
 
     coords: np.ndarray
@@ -570,6 +631,9 @@ class InPCA:
     explained_stress: float
     stress_by_k: np.ndarray
     method: str
+    eigenvectors: np.ndarray | None = None
+    column_means: np.ndarray | None = None
+    grand_mean: float | None = None
 
     @property
     def signature(self) -> np.ndarray:
@@ -580,6 +644,48 @@ class InPCA:
         x = self.coords
         diff = x[:, None, :] - x[None, :, :]
         return (diff**2 * self.signature).sum(-1)
+
+    def project(self, D_new) -> np.ndarray:
+        """Place new points into this embedding without refitting it (out-of-sample InPCA).
+
+        ``D_new`` (n_new, m) (or (m,) for one point): the distances (d_B, or whatever matrix the
+        embedding was fitted on) from each new point to the m fitted points, in the order of
+        ``coords``.  Returns (n_new, k) (or (k,)) coordinates in the same signed coordinates as
+        ``coords``: ``d(new, u) ~= sum_i sign(s_i) (y_i - x_ui)^2`` as in eq. (10).  This is how
+        P_0, P_* or mean trajectories are placed into a picture fitted on the models alone.
+
+        Formula (the classical-MDS out-of-sample rule, Gower 1968), derived for InPCA: the fitted
+        W = -L D L / 2 (eq. 9) has entries W_uv = sum_i sign(s_i) x_ui x_vi with x_ui = v_ui sqrt(|s_i|).
+        Centring a new row of distances the same way,
+            b_u = -1/2 (D_new,u - mean_v D_new,v - mean_w D_wu + mean D),
+        gives its signed inner products with the fitted points, b_u = sum_i sign(s_i) x_ui y_i; as the
+        v_i are orthonormal, v_i . b = sign(s_i) sqrt(|s_i|) y_i, so
+            y_i = sign(s_i) (v_i . b) / sqrt(|s_i|).
+        A fitted point's own row of D gives b = its row of W, and v_i . W_u = s_i v_ui returns
+        y_i = x_ui exactly: projecting the fitted rows reproduces ``coords``.  A component with
+        eigenvalue 0 gets coordinate 0, as the fitted points have.  Only the k kept components are
+        placed; a new point's distance to the fitted ones is reproduced as well as the k components
+        reproduce theirs (exactly for a configuration the k components embed exactly).
+        """
+        if self.eigenvectors is None or self.column_means is None or self.grand_mean is None:
+            raise ValueError("this InPCA has no eigenvectors / column_means / grand_mean to project with; "
+                             "fit it with tasknb.geometry.inpca(D, k)")
+        m, k = self.coords.shape
+        Dn = np.asarray(D_new.detach().cpu() if torch.is_tensor(D_new) else D_new, dtype=np.float64)
+        single = Dn.ndim == 1
+        if single:
+            Dn = Dn[None]
+        if Dn.ndim != 2 or Dn.shape[1] != m:
+            raise ValueError(f"D_new must have shape (n_new, m) = (n_new, {m}) or ({m},): distances from each new "
+                             f"point to the {m} fitted points, got shape {np.shape(D_new)}")
+        if not np.all(np.isfinite(Dn)):
+            raise ValueError("D_new must be finite; it has NaN or inf entries")
+        b = -0.5 * (Dn - Dn.mean(1, keepdims=True) - self.column_means[None, :] + self.grand_mean)
+        s = self.eigenvalues
+        root = np.sqrt(np.abs(s))
+        scale = np.where(root > 0, np.sign(s) / np.where(root > 0, root, 1.0), 0.0)
+        y = (b @ self.eigenvectors) * scale
+        return y[0] if single else y
 
 
 _INPCA_METHODS = ("auto", "full", "eigsh", "lobpcg")
@@ -653,7 +759,135 @@ def inpca(D, k: int = 3, method: str = "auto", *, seed: int = 0):
     cum = np.cumsum(vals**2)
     stress = 1.0 - np.sqrt(np.clip(total - cum, 0.0, None) / max(total, _TINY))
     return InPCA(coords=vecs * np.sqrt(np.abs(vals)), eigenvalues=vals, explained_stress=float(stress[-1]),
-                 stress_by_k=stress, method=method)
+                 stress_by_k=stress, method=method, eigenvectors=vecs, column_means=Dn.mean(0),
+                 grand_mean=float(Dn.mean()))
+
+
+def explained_stress_null(P, k: int = 3, n_null: int = 20, seed: int = 0, *, device=None, **matrix_kwargs) -> np.ndarray:
+    """A null distribution for the explained stress chi_k (eq. 11 of S) of models P.
+
+    Is "the top k InPCA components explain a fraction chi_k of the stress" a property of how the
+    models are related, or of any m models with these prediction rows?  Each null draw permutes
+    the N samples of every model independently (model u's row n moves to a position of its own
+    random permutation), which destroys the sample-by-sample correspondence the models share
+    while keeping each model's set of prediction rows (hence its confidence, entropy and class
+    balance); it then recomputes the Bhattacharyya matrix (eq. 2, ``bhattacharyya_matrix``) and
+    chi_k of its InPCA (``inpca(D, k).explained_stress``).  A real chi_k above the null's range
+    says the low-dimensional picture comes from the shared structure of the models.
+
+    Parameters
+    ----------
+    P : (m, N, C) models (probabilities), m >= 2.
+    k : components, 1 <= k <= m (default 3).
+    n_null : number of null draws (default 20).
+    seed : draw i uses the stream ``numpy_stream(seed, "inpca.stress_null", i)`` (deterministic;
+        draw i is the same whatever n_null is).
+    device : where the matrices are computed (default ``get_device()``).
+    **matrix_kwargs : passed to ``bhattacharyya_matrix`` (``chunk``, ``block``, ``dtype``).
+
+    Returns (n_null,) float64 null values of chi_k.  Cost: n_null Bhattacharyya matrices and
+    InPCAs (m = 200, N = 1000, C = 10, n_null = 20: a few seconds on a 2-core CPU).
+    """
+    dev = resolve_device(device, P)
+    t = _probs("P", P, dev, (3,), "(m, N, C)")
+    m, N, _ = t.shape
+    if m < 2:
+        raise ValueError(f"P must hold at least m = 2 models, got m = {m}")
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= m:
+        raise ValueError(f"k must be an integer in [1, m] = [1, {m}], got {k!r}")
+    n_null = check_positive_int("n_null", n_null)
+    seed = check_seed("seed", seed)
+    rows = torch.arange(m, device=dev)[:, None]
+    out = np.empty(n_null, dtype=np.float64)
+    for i in range(n_null):
+        rng = numpy_stream(seed, "inpca.stress_null", i)
+        perm = rng.permuted(np.broadcast_to(np.arange(N), (m, N)), axis=1)
+        shuffled = t[rows, torch.as_tensor(perm, device=dev)]  # (m, N, C)
+        D = bhattacharyya_matrix(shuffled, device=dev, **matrix_kwargs)
+        out[i] = inpca(D.cpu().numpy(), int(k)).explained_stress
+    return out
+
+
+# ----------------------------------------------------------------------------- App. C
+#: default floor of probabilities inside the logarithms of the symmetric KL divergence
+KL_EPS = 1e-12
+
+
+def symmetric_kl_matrix(P, Q=None, *, eps: float = KL_EPS, chunk: int = 2**24, device=None):
+    """Pairwise sample-averaged symmetric KL divergence between models, App. C of S.
+
+    ``D_uv = (1/N) sum_n [KL(p_u^n || q_v^n) + KL(q_v^n || p_u^n)]
+           = (1/N) sum_n sum_c (p_u^n(c) - q_v^n(c)) (log p_u^n(c) - log q_v^n(c))``.
+
+    The paper notes (App. C) that every analysis can be done with it instead of d_B, for the same
+    reason (the logarithm keeps it from saturating in N); ``inpca`` accepts it.  For nearby models
+    both expand to second order in dp: d_B ~ (1/8) sum_c dp^2/p, symKL ~ sum_c dp^2/p, so
+    symKL ~ 8 d_B (and 4 d_B = ds^2 = symKL / 2).
+
+    Probabilities are floored at ``eps`` inside the logarithms only (log max(p, eps)); the weights
+    (p - q) are not changed.  Without the floor a class with probability 0 in one model and > 0 in
+    the other makes the divergence infinite; with it that class adds about q (log q - log eps)
+    (q * 27.6 at the default eps = 1e-12).  The floored sum is still >= 0 term by term (log max(., eps)
+    is non-decreasing) and 0 for identical models.
+
+    Parameters
+    ----------
+    P : (m, N, C) models; Q : (m2, N, C), optional (default: P against itself).
+    eps : the floor, in (0, 1e-3] (default ``KL_EPS`` = 1e-12).
+    chunk : largest number of entries of P and Q (and their logarithms) held at once per slice of
+        samples (default 2**24).
+    device : default ``get_device()``.
+
+    Method: expanding the product, D = (a_u + b_v - <p_u, log q_v> - <log p_u, q_v>) / N with
+    a_u = <p_u, log p_u>, b_v = <q_v, log q_v> and <.,.> the sum over samples and classes: two
+    float64 matmuls per slice of samples.  Returns (m, m2) float64 >= 0 (NumPy, or torch for torch
+    input); with Q None, exactly symmetric with a zero diagonal.
+    """
+    P_shape = array_shape("P", P)
+    _check_ndim("P", P_shape, (3,), "(m, N, C)")
+    sym = Q is None
+    Q_shape = P_shape
+    if not sym:
+        Q_shape = array_shape("Q", Q)
+        _check_ndim("Q", Q_shape, (3,), "(m2, N, C)")
+        if Q_shape[1:] != P_shape[1:]:
+            raise ValueError(f"Q must have the same (N, C) as P, got Q {Q_shape} and P {P_shape}")
+    eps = check_real_in("eps", eps, 0.0, 1e-3)
+    if eps == 0:
+        raise ValueError("eps must be in (0, 1e-3]: a zero floor makes the divergence infinite; got 0")
+    chunk = check_positive_int("chunk", chunk)
+    m, N, C = P_shape
+    m2 = Q_shape[0]
+    if m == 0 or m2 == 0 or N == 0 or C == 0:
+        raise ValueError(f"P and Q must have at least one model, sample and class, got {P_shape} and {Q_shape}")
+    dev = resolve_device(device, P, Q)
+    n_s = max(1, min(N, chunk // ((m + (0 if sym else m2)) * C)))
+    out = torch.zeros((m, m2), dtype=torch.float64, device=dev)
+    self_p = torch.zeros(m, dtype=torch.float64, device=dev)
+    self_q = self_p if sym else torch.zeros(m2, dtype=torch.float64, device=dev)
+
+    def piece(name, X, n0, n1):
+        t = as_tensor(X[:, n0:n1, :] if torch.is_tensor(X) else np.asarray(X[:, n0:n1, :]), dev)
+        _check_probs(name, t)
+        flat = t.reshape(t.shape[0], -1)
+        return flat, flat.clamp(min=eps).log_()
+
+    for n0 in range(0, N, n_s):
+        n1 = min(N, n0 + n_s)
+        p, lp = piece("P", P, n0, n1)
+        q, lq = (p, lp) if sym else piece("Q", Q, n0, n1)
+        self_p += (p * lp).sum(1)
+        if not sym:
+            self_q += (q * lq).sum(1)
+        cross = p @ lq.T
+        out -= cross + (cross.T if sym else lp @ q.T)
+    out += self_p[:, None] + self_q[None, :]
+    out /= N
+    out.clamp_(min=0.0)
+    if sym:
+        up = torch.triu(out, diagonal=1)
+        out = up + up.T
+    return like_input(out, torch.is_tensor(P))
 
 
 # ----------------------------------------------------------------------------- App. A.2
@@ -687,6 +921,11 @@ def inpca_projected(P, k: int = 3, n_out: int = 16, *, seed: int = 0, concentrat
     """InPCA of models after the stochastic projection of App. A.2 (cheaper when C is large).
 
     ``P`` (m, N, C) -> ``inpca(bhattacharyya_matrix(stochastic_projection(P, n_out)), k)``.
+
+    The result supports ``InPCA.project``, provided the new points go through the SAME projection:
+    ``D_new = bhattacharyya_matrix(stochastic_projection(P_new, n_out, seed=seed,
+    concentration=concentration), stochastic_projection(P, n_out, seed=seed,
+    concentration=concentration))`` (the projection matrix is fixed by ``seed``, n_out and C).
     """
     Pp = stochastic_projection(P, n_out, seed=seed, concentration=concentration, device=device)
     D = bhattacharyya_matrix(Pp, device=device, **matrix_kwargs)
