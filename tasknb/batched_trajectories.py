@@ -14,7 +14,7 @@ different, equally valid, sample of the same seed's trajectory.  Same arguments 
 
 ``record_trajectories_batched``  same :class:`~tasknb.trajectories.RunConfig` and result as
                                  ``record_trajectories`` (supervised training, ``readout`` "softmax"
-                                 or "imprint"), seeds in one vmap
+                                 or a feature readout such as "imprint"), seeds in one vmap
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from .data import training_images
 from .device import get_device
 from .networks.cnn import SmallCNN, init_cnn
-from .readout import prediction_set, to_union_task
+from .readout import prediction_set
 from .trajectories import (Trajectories, batch_stream, make_optimizer, progress_bar, run_config,
                            trajectories_from_probs)
 
@@ -51,7 +51,8 @@ def _vmapped(module, params, buffers, X, batch: int) -> torch.Tensor:
 @torch.no_grad()
 def _stacked_predict(net, feat, params, buffers, pset, batch: int = 2048) -> torch.Tensor:
     """Float64 probabilities (S, N, K) of the S stacked networks read through ``pset``
-    (their own softmax head, or eq. 8 of S with an imprinted head for "imprint")."""
+    (their own softmax head, or a head built on their features: eq. 8 of S with an imprinted head
+    for "imprint", :func:`~tasknb.readout.readout_probabilities` for the other methods)."""
     if pset.readout == "softmax":
         logits = _vmapped(net, params, buffers, pset.X, batch)
         if logits.shape[-1] != pset.n_classes:
@@ -61,7 +62,7 @@ def _stacked_predict(net, feat, params, buffers, pset, batch: int = 2048) -> tor
     else:
         f_imp = _vmapped(feat, params, buffers, pset.X_imprint, batch).double()
         f_test = _vmapped(feat, params, buffers, pset.X, batch).double()
-        p = to_union_task(f_imp, pset.y_imprint, pset.n_classes, eval_features=f_test)
+        p = pset.read_features(f_imp, f_test)
     return p / p.sum(-1, keepdim=True)
 
 

@@ -14,16 +14,24 @@ classes, so its penultimate features phi(x; w_1) are read through a head built f
 ``log_likelihood``          mean log-probability of the labels under a linear head, eq. (12)
 ``prototypes`` / ``prototypical_logits``   class-mean centroids of support features and the
                             negative squared distances to them (prototypical networks, Result 4 of S)
+``readout_probabilities``   probabilities from a labelled support set by one of ``READOUT_METHODS``:
+                            "imprint" (eqs. 7-8 literally, temperature 1), "prototype" (class-mean
+                            prototypes, logits -||phi - mu_c||^2), or "imprint_ml" / "prototype_ml"
+                            (default) with one inverse temperature fitted by maximum likelihood on
+                            the support set, so the probabilities do not change when the features are
+                            rescaled; ``ReadoutInfo`` reports the temperature and whether it was capped
 ``READOUTS``, ``PredictionSet``, ``prediction_set``   where and how a model is read: fixed test
                             images of some classes and the readout, "softmax" (the network's own
-                            head) or "imprint" (eqs. 7-8, heads imprinted from fixed training images)
+                            head) or one of ``READOUT_METHODS`` on heads built from fixed training
+                            images ("imprint": eqs. 7-8)
 
 Features are arrays (..., n, d); labels (n,) integers in [0, K-1].  Everything is deterministic and
 runs on ``tasknb.device.get_device()`` unless a device is given; NumPy in -> NumPy out, torch in ->
-torch out for the eq. (7)-(8) kernels.
+torch out for the eq. (7)-(8) kernels and ``readout_probabilities``.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,10 +44,16 @@ from .validation import (array_shape, check_choice, check_int_sequence, check_la
                          check_positive_int, check_positive_real, check_seed)
 
 __all__ = ["imprint", "imprinted_probabilities", "to_union_task", "imprint_accuracy", "LinearProbe", "linear_probe",
-           "log_likelihood", "prototypes", "prototypical_logits", "READOUTS", "PredictionSet", "prediction_set"]
+           "log_likelihood", "prototypes", "prototypical_logits", "READOUT_METHODS", "READOUT_BETA_CAP", "ReadoutInfo",
+           "readout_probabilities", "READOUTS", "PredictionSet", "prediction_set"]
 
-#: readouts of :class:`PredictionSet`: the network's own softmax head, or an imprinted head (eqs. 7-8)
-READOUTS = ("softmax", "imprint")
+#: methods of :func:`readout_probabilities`: imprinted weights (eq. 7) or class-mean prototypes, each at
+#: temperature 1 or with one inverse temperature fitted by maximum likelihood on the support set
+READOUT_METHODS = ("imprint", "imprint_ml", "prototype", "prototype_ml")
+
+#: readouts of :class:`PredictionSet`: the network's own softmax head, or a head built on its features
+#: from fixed training images (``READOUT_METHODS``; "imprint" is eqs. 7-8 of S)
+READOUTS = ("softmax",) + READOUT_METHODS
 
 # Feature norms and norms of class sums are clamped to at least this before dividing.
 _TINY = float(np.finfo(np.float64).tiny)
@@ -110,6 +124,194 @@ def to_union_task(features, union_labels, n_union: int, *, eval_features=None, n
     if torch.is_tensor(ev) and not torch.is_tensor(w):
         w = torch.as_tensor(w)
     return imprinted_probabilities(ev, w, normalize_features=normalize_features, scale=scale, device=device)
+
+
+# ----------------------------------------------------------------------------- scale-free readouts
+#: largest standardised inverse temperature: beta times the RMS spread of the support scores about
+#: their per-sample mean over classes (a bound that is itself invariant to rescaling the features)
+READOUT_BETA_CAP = 1e3
+
+_BETA_RTOL = 1e-12    # a Newton/bisection step this small (relative) ends the fit of beta
+_BETA_MAX_ITER = 200  # safeguarded Newton steps (at worst each one halves the bracket)
+
+
+@dataclass(frozen=True)
+class ReadoutInfo:
+    """How :func:`readout_probabilities` read a model.
+
+    method : one of ``READOUT_METHODS``.
+    inverse_temperature : beta multiplying the raw scores (1 for "imprint" and "prototype"); a float,
+        or a float64 NumPy array (...) when the support features have leading axes (...).
+    at_cap : whether beta hit the cap ``READOUT_BETA_CAP`` (a perfectly separated support set, whose
+        maximum-likelihood beta is infinite); bool or bool array (...).
+    support_log_likelihood : mean log p(y|x) of the support samples under the readout; float or (...).
+    """
+
+    method: str
+    inverse_temperature: float | np.ndarray
+    at_cap: bool | np.ndarray
+    support_log_likelihood: float | np.ndarray
+
+
+def _readout_scores(method: str, support: torch.Tensor, labels: torch.Tensor, n_classes: int,
+                    features: torch.Tensor) -> torch.Tensor:
+    """Raw class scores (..., n, K) of ``features`` (..., n, d) against the support set (..., n_s, d):
+    ``w_c . phi(x)`` with the imprinted ``w_c`` of eq. (7) ("imprint*"), or ``-||phi(x) - mu_c||^2``
+    with the class means ``mu_c`` of the support features ("prototype*")."""
+    if method.startswith("imprint"):
+        w = imprint(support, labels, n_classes, device=support.device)  # (..., K, d)
+        return features @ w.transpose(-1, -2)
+    onehot = F.one_hot(labels, n_classes).to(torch.float64)  # (n_s, K)
+    mu = (onehot.T @ support) / onehot.sum(0)[:, None]  # (..., K, d)
+    return -torch.cdist(features, mu, compute_mode="donot_use_mm_for_euclid_dist") ** 2
+
+
+def _support_nll(beta: torch.Tensor, z: torch.Tensor, labels: torch.Tensor):
+    """Mean negative log-likelihood of the support labels under softmax(beta z) and its derivatives:
+    ``L = mean_i [logsumexp_c(beta z_ic) - beta z_iy]``, ``L' = mean_i [E_p z_i - z_iy]``,
+    ``L'' = mean_i Var_p z_i >= 0`` (L is convex in beta).  beta (B,), z (B, n, K), labels (n,)
+    -> three (B,) float64 tensors."""
+    logp = torch.log_softmax(beta[:, None, None] * z, -1)
+    p = logp.exp()
+    idx = labels[None, :, None].expand(z.shape[0], -1, 1)
+    z_true = z.gather(-1, idx)[..., 0]
+    mean_z = (p * z).sum(-1)
+    var_z = (p * (z - mean_z[..., None]) ** 2).sum(-1)
+    return -logp.gather(-1, idx)[..., 0].mean(-1), (mean_z - z_true).mean(-1), var_z.mean(-1)
+
+
+def _fit_inverse_temperature(z: torch.Tensor, labels: torch.Tensor, cap: float):
+    """Maximum-likelihood b in [0, cap] of softmax(b z) on the support set, one per batch element.
+
+    z (B, n, K) standardised scores; returns b (B,) and at_cap (B,) bool.  L'(0) >= 0 gives b = 0 (the
+    scores do not favour the true class on average); L'(cap) <= 0 gives b = cap (the minimum lies at
+    or beyond the cap: infinite for a perfectly separated support set); otherwise the root of the
+    increasing L' in (0, cap) is found by Newton steps kept inside a bracket, bisecting whenever a
+    step would leave it, until a step is below ``_BETA_RTOL`` relative.  Warns if that fails.
+    """
+    B = z.shape[0]
+    zero = torch.zeros(B, dtype=torch.float64, device=z.device)
+    top = torch.full_like(zero, cap)
+    _, g_zero, _ = _support_nll(zero, z, labels)
+    _, g_top, _ = _support_nll(top, z, labels)
+    at_cap = (g_zero < 0) & (g_top <= 0)
+    active = (g_zero < 0) & ~at_cap
+    b = torch.where(at_cap, top, zero)
+    lo, hi = zero.clone(), top.clone()
+    x = torch.ones_like(zero).clamp(max=cap / 2)
+    for _ in range(_BETA_MAX_ITER):
+        if not bool(active.any()):
+            break
+        _, g, h = _support_nll(x, z, labels)
+        lo = torch.where(g < 0, x, lo)
+        hi = torch.where(g > 0, x, hi)
+        step = g / h
+        newton = x - step
+        inside = torch.isfinite(newton) & (h > 0) & (newton > lo) & (newton < hi)
+        x_new = torch.where(inside, newton, 0.5 * (lo + hi))
+        done = active & ((g == 0) | ((x_new - x).abs() <= _BETA_RTOL * x + 1e-300)
+                         | (hi - lo <= _BETA_RTOL * hi))
+        b = torch.where(done, torch.where(g == 0, x, x_new), b)
+        active = active & ~done
+        x = torch.where(active, x_new, x)
+    if bool(active.any()):
+        warnings.warn(f"readout_probabilities: the maximum-likelihood inverse temperature did not converge in "
+                      f"{_BETA_MAX_ITER} steps for {int(active.sum())} of {B} support sets; using the last iterate",
+                      RuntimeWarning, stacklevel=3)
+        b = torch.where(active, x, b)
+    return b, at_cap
+
+
+def readout_probabilities(support_features, support_labels, query_features, n_classes: int,
+                          method: str = "prototype_ml", *, return_info: bool = False, device=None):
+    """Class probabilities of ``query_features`` from a head built on a labelled support set.
+
+    Parameters
+    ----------
+    support_features : (..., n, d) features phi(x) of the support samples (leading axes, e.g.
+        checkpoints or seeds, are read at once, each with its own head and temperature).
+    support_labels : (n,) integers in [0, n_classes - 1]; every class must be present.
+    query_features : (..., N, d) with the same leading axes and d.
+    n_classes : K >= 2.
+    method : one of ``READOUT_METHODS``:
+        ``"imprint"``       eqs. (7)-(8) of S literally: ``w_c = h_c / ||h_c||`` (h_c the sum of the
+                            support features of class c), ``p = softmax_c(w_c . phi(x))``, temperature
+                            1 (the same numbers as :func:`to_union_task`);
+        ``"imprint_ml"``    the same scores times one inverse temperature beta >= 0 fitted by
+                            maximum likelihood on the support set;
+        ``"prototype"``     logits ``-||phi(x) - mu_c||^2`` with the class means mu_c of the support
+                            features (prototypical networks, Snell et al. 2017), temperature 1;
+        ``"prototype_ml"``  (default) the same with beta fitted by maximum likelihood.
+    return_info : also return a :class:`ReadoutInfo` (default False).
+    device : default: CUDA if an input is a CUDA tensor, else ``get_device()``.
+
+    Returns
+    -------
+    probabilities (..., N, n_classes) float64, rows summing to 1 (NumPy, or torch when an input is a
+    torch tensor); with ``return_info`` the pair ``(probabilities, ReadoutInfo)``.
+
+    The fitted beta maximises the mean support log-likelihood ``mean_i log softmax(beta s_i)[y_i]``
+    of the raw scores s (convex in beta; safeguarded Newton in float64).  It is fitted on the scores
+    divided by sigma, the RMS spread of the support scores about their per-sample mean over classes,
+    and that standardised beta * sigma is capped at ``READOUT_BETA_CAP`` = 1e3: both the fit and the
+    cap are then invariant to a rescaling of all features, and so are the *_ml probabilities (the
+    prototype ones also to any orthogonal change of basis and a common shift; the imprint ones to an
+    orthogonal change of basis).  A perfectly separated support set has an infinite ML beta: the
+    cap is hit and a RuntimeWarning names it.  A support set whose scores do not favour the true
+    class on average gets beta = 0 (uniform probabilities).
+    """
+    check_choice("method", method, READOUT_METHODS)
+    n_classes = check_positive_int("n_classes", n_classes, minimum=2)
+    if not isinstance(return_info, bool):
+        raise ValueError(f"return_info must be True or False, got {return_info!r}")
+    dev = resolve_device(device, support_features, query_features)
+    fs = _features("support_features", support_features, dev)
+    fq = _features("query_features", query_features, dev)
+    if fq.shape[-1] != fs.shape[-1]:
+        raise ValueError(f"query_features must have the feature dimension d = {fs.shape[-1]} of support_features, "
+                         f"got {fq.shape[-1]}")
+    if fq.shape[:-2] != fs.shape[:-2]:
+        raise ValueError(f"query_features must have the leading axes {tuple(fs.shape[:-2])} of support_features, "
+                         f"got shape {tuple(fq.shape)}")
+    labels = check_label_vector(support_labels, fs.shape[-2], n_classes, dev, name="support_labels")
+    counts = torch.bincount(labels, minlength=n_classes)
+    if int(counts.min()) == 0:
+        missing = [int(c) for c in torch.nonzero(counts == 0)[:, 0]]
+        raise ValueError(f"support_labels must contain every class 0..{n_classes - 1}; classes {missing} have no "
+                         f"support sample")
+
+    lead = fs.shape[:-2]
+    s_support = _readout_scores(method, fs, labels, n_classes, fs).reshape(-1, fs.shape[-2], n_classes)
+    s_query = _readout_scores(method, fs, labels, n_classes, fq).reshape(-1, fq.shape[-2], n_classes)
+    B = s_support.shape[0]
+    if method.endswith("_ml"):
+        centred = s_support - s_support.mean(-1, keepdim=True)
+        sigma = centred.pow(2).mean((-1, -2)).sqrt()  # (B,)
+        sigma = torch.where(sigma > 0, sigma, torch.ones_like(sigma))  # constant scores: any beta, uniform
+        b, at_cap = _fit_inverse_temperature(centred / sigma[:, None, None], labels, READOUT_BETA_CAP)
+        if bool(at_cap.any()):
+            warnings.warn(f"readout_probabilities(method={method!r}): the support log-likelihood still grows at "
+                          f"the largest inverse temperature allowed, so beta is capped at READOUT_BETA_CAP = "
+                          f"{READOUT_BETA_CAP:g} (in units of the support scores' spread); the support set is "
+                          f"perfectly separated (maximum-likelihood beta infinite) or nearly so",
+                          RuntimeWarning, stacklevel=2)
+        beta = b / sigma
+    else:
+        beta = torch.ones(B, dtype=torch.float64, device=dev)
+        at_cap = torch.zeros(B, dtype=torch.bool, device=dev)
+    probs = torch.softmax(beta[:, None, None] * s_query, -1).reshape(*lead, fq.shape[-2], n_classes)
+    as_torch = torch.is_tensor(support_features) or torch.is_tensor(query_features)
+    probs = like_input(probs, as_torch)
+    if not return_info:
+        return probs
+    nll, _, _ = _support_nll(beta, s_support, labels)
+
+    def shaped(t):
+        a = t.reshape(lead).cpu().numpy()
+        return a.item() if a.ndim == 0 else a
+
+    return probs, ReadoutInfo(method=method, inverse_temperature=shaped(beta), at_cap=shaped(at_cap),
+                              support_log_likelihood=shaped(-nll))
 
 
 # ----------------------------------------------------------------------------- heads on frozen features
@@ -305,11 +507,13 @@ class PredictionSet:
 
     X : (N, 1, 28, 28) fixed test images; labels : (N,) their labels in 0..K-1 (K = len(classes));
     classes : the dataset classes of the K columns.
-    readout : "softmax" -- the model's own head, which must have K outputs; or "imprint" -- eq. (7)
-        of S: a fresh head is imprinted from the penultimate features of ``X_imprint`` (labels
-        ``y_imprint`` in 0..K-1) and applied to the features of X (eq. 8, the union task).  Any
-        network with a ``features(x) -> (B, d)`` method can be read with "imprint", whatever its
-        own head (or none: prototypical and contrastive networks).
+    readout : one of ``READOUTS``.  "softmax" -- the model's own head, which must have K outputs;
+        "imprint" -- eq. (7) of S: a fresh head is imprinted from the penultimate features of
+        ``X_imprint`` (labels ``y_imprint`` in 0..K-1) and applied to the features of X (eq. 8, the
+        union task); "imprint_ml", "prototype", "prototype_ml" -- the other methods of
+        :func:`readout_probabilities`, with ``X_imprint``/``y_imprint`` as the support set.  Any
+        network with a ``features(x) -> (B, d)`` method can be read with these, whatever its own head
+        (or none: prototypical and contrastive networks).
     """
 
     X: torch.Tensor
@@ -341,17 +545,30 @@ class PredictionSet:
                                    for i in range(0, len(self.X_imprint), batch)])
                 f_test = torch.cat([model.features(self.X[i:i + batch]).double()
                                     for i in range(0, len(self.X), batch)])
-                p = to_union_task(f_imp, self.y_imprint, self.n_classes, eval_features=f_test)
+                p = self.read_features(f_imp, f_test)
         finally:
             model.train(was_training)
         return p / p.sum(-1, keepdim=True)
+
+    def read_features(self, f_imprint, f_test) -> torch.Tensor:
+        """Probabilities (..., N, K) of a feature readout: ``f_imprint`` (..., n_imprint, d) features of
+        ``X_imprint`` (the support set) and ``f_test`` (..., N, d) features of X, leading axes (e.g.
+        stacked seeds) read at once.  "imprint" is :func:`to_union_task` (eqs. 7-8); the other
+        feature readouts are :func:`readout_probabilities` with that method."""
+        if self.readout == "softmax":
+            raise ValueError("readout 'softmax' reads the model's own head, not features; use one of "
+                             + ", ".join(repr(r) for r in READOUTS[1:]))
+        if self.readout == "imprint":
+            return to_union_task(f_imprint, self.y_imprint, self.n_classes, eval_features=f_test)
+        return readout_probabilities(f_imprint, self.y_imprint, f_test, self.n_classes, self.readout)
 
 
 def prediction_set(dataset: str = "fashion_mnist", classes=tuple(range(10)), n_test: int = 1000, *,
                    readout: str = "softmax", n_imprint: int = 100, data_seed: int = 0,
                    device="auto") -> PredictionSet:
-    """The fixed test images of ``classes`` (``n_test`` drawn once with ``data_seed``) and, for
-    ``readout="imprint"``, ``n_imprint`` training images per class to imprint heads from (eq. 7).
+    """The fixed test images of ``classes`` (``n_test`` drawn once with ``data_seed``) and, for a
+    feature readout (any of ``READOUTS`` but "softmax"), ``n_imprint`` training images per class to
+    build heads from (eq. 7 for "imprint"; the support set of :func:`readout_probabilities`).
 
     Models trained on different tasks (class subsets, relabelings, no labels at all) become points
     of one prediction space when read through the same ``prediction_set(..., readout="imprint")``
@@ -368,7 +585,7 @@ def prediction_set(dataset: str = "fashion_mnist", classes=tuple(range(10)), n_t
     Xte, yte = load_task_images(dataset, "test", classes)
     Xte, yte = draw_subset(Xte, yte, n_test, data_seed, name="n_test")
     Xi = yi = None
-    if readout == "imprint":
+    if readout != "softmax":
         n_imprint = check_positive_int("n_imprint", n_imprint)
         Xtr, ytr = load_task_images(dataset, "train", classes)
         g = generator(data_seed + 2)

@@ -172,10 +172,12 @@ class RunConfig:
     weight_decay : float >= 0, default 0.
     channels : (c1, c2) of the SmallCNN, default (8, 16).
     seed, data_seed : ints >= 0, default 0.
-    readout : "softmax" (the network's own head over ``classes``) or "imprint" (eqs. 7-8 of S:
-        heads imprinted from ``n_imprint`` training images per class of ``union_classes``).
+    readout : one of ``tasknb.readout.READOUTS``: "softmax" (the network's own head over ``classes``)
+        or a feature readout on ``n_imprint`` training images per class of ``union_classes``:
+        "imprint" (eqs. 7-8 of S: imprinted heads), "imprint_ml", "prototype" or "prototype_ml"
+        (:func:`tasknb.readout.readout_probabilities`).
     union_classes : classes of the prediction space, default ``classes`` (filled in at
-        construction); other classes need ``readout="imprint"``.
+        construction); other classes need a feature readout (e.g. ``readout="imprint"``).
     n_imprint : int >= 1, default 100.
 
     Every field is checked in ``__post_init__`` (ValueError naming the field and what it accepts);
