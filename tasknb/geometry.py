@@ -76,11 +76,17 @@ PROB_ATOL = 1e-4
 # sample on which two models have disjoint support adds -log(_TINY) ~ 708.4 to N * d_B instead
 # of infinity.  ``bhattacharyya_matrix`` multiplies _GROUP coefficients before taking one
 # logarithm (log of a product = sum of logs: a quarter of the logarithms); groups whose product
-# falls below _UNDERFLOW (a coefficient that small is rare) are redone sample by sample with the
-# clamp, so the result is the per-sample clamped sum either way.
+# falls below _UNDERFLOW (float64) or _UNDERFLOW_FLOAT32 (a coefficient that small is rare) are
+# redone sample by sample in float64 with the clamp, so the result is the per-sample clamped sum
+# either way.  _GROUP must be a power of 2 (groups are formed by halving in place).  On the CPU a
+# slice of samples holds at most _CPU_WORK coefficients of one tile (a buffer of a few MiB: larger
+# ones cost memory traffic, smaller ones Python overhead per tile).
 _GROUP = 4
 _TINY = float(np.finfo(np.float64).tiny)
 _UNDERFLOW = 1e-280
+_UNDERFLOW_FLOAT32 = 1e-35
+_CPU_WORK = 2**21
+_NUMPY_FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))  # native byte order
 _SMALL_ANGLE = 1e-7
 
 
@@ -120,7 +126,43 @@ def _probs(name, x, device, ndims, what):
 
 
 # ----------------------------------------------------------------------------- eq. (2)
-def bhattacharyya_matrix(P, Q=None, *, chunk: int = 2**24, block: int = 128, device=None, dtype=torch.float64):
+def _compute_dtype(dtype, *arrays) -> torch.dtype:
+    """The precision policy of ``bhattacharyya_matrix``: an explicit float32/float64, or (None)
+    float32 when every input is stored in float32 or a narrower float type, else float64."""
+    if dtype is not None:
+        check_choice("dtype", dtype, (None, torch.float32, torch.float64))
+        return dtype
+    for x in arrays:
+        narrow = x.dtype.is_floating_point and x.dtype.itemsize <= 4 if torch.is_tensor(x) else \
+            np.dtype(x.dtype).kind == "f" and np.dtype(x.dtype).itemsize <= 4
+        if not narrow:
+            return torch.float64
+    return torch.float32
+
+
+def _slice_tensor(X, n0: int, n1: int, dev) -> torch.Tensor:
+    """Samples n0:n1 of a stack (m, N, C) as a tensor on ``dev`` without a copy where possible."""
+    t = X[:, n0:n1, :]
+    if torch.is_tensor(t):
+        return t.detach().to(dev)
+    a = np.asarray(t)
+    if a.dtype not in _NUMPY_FLOATS or not a.flags.writeable:  # torch cannot wrap it as it is
+        a = np.array(a, dtype=a.dtype if a.dtype in _NUMPY_FLOATS else np.float64)
+    return torch.from_numpy(a).to(dev)
+
+
+def _check_row_sums(name: str, sums: torch.Tensor, raw_slice) -> None:
+    """``sums`` (...,) of sum_c (sqrt p)^2 = sum_c p over rows of a slice: NaN/inf/negative entries
+    make them NaN or inf (the square root of a negative number is NaN).  On failure the detailed
+    diagnosis of ``_check_probs`` runs on the raw slice."""
+    lo, hi = torch.aminmax(sums)
+    if float(lo) >= 1 - PROB_ATOL and float(hi) <= 1 + PROB_ATOL:
+        return
+    _check_probs(name, raw_slice() if callable(raw_slice) else raw_slice)
+    raise ValueError(f"{name} must contain probabilities (finite, >= 0, rows summing to 1 within {PROB_ATOL:g})")
+
+
+def bhattacharyya_matrix(P, Q=None, *, chunk: int = 2**24, block: int | None = None, device=None, dtype=None):
     """Pairwise sample-averaged Bhattacharyya distance, eq. (2) of S.
 
     ``d_B(P_u, P_v) = -(1/N) sum_n log sum_c sqrt(p_u^n(c) p_v^n(c))``.
@@ -132,15 +174,24 @@ def bhattacharyya_matrix(P, Q=None, *, chunk: int = 2**24, block: int = 128, dev
     Q : array (m', N, C), optional
         A second stack of models; ``None`` compares ``P`` with itself.
     chunk : int, default 2**24
-        Largest number of per-sample coefficients held at once (2**24 float64 = 128 MiB, twice
-        that with the work buffer).  Memory is bounded by about ``3 * chunk`` numbers plus the
-        square roots of one slice of samples for all models, whatever m and N are.
-    block : int, default 128
-        Models per row/column block of the output.
+        Largest number of per-sample coefficients held at once (2**24 float64 = 128 MiB).  Memory
+        is bounded by about ``chunk`` coefficients plus the square roots of one slice of samples for
+        all models (at most ``chunk`` numbers), whatever m and N are.  On the CPU a slice holds at
+        most ``_CPU_WORK`` = 2**21 coefficients per tile (larger slices cost memory traffic,
+        smaller ones Python overhead).
+    block : int, optional
+        Models per row block and per column block of the output.  Default: row blocks of
+        ``min(128, max(16, ceil(m / 4)))`` models and column blocks of up to 1024.
     device : default ``get_device()`` (CUDA when present, else CPU; a CUDA tensor input keeps its GPU).
-    dtype : torch dtype, default float64
-        Precision of the square roots and per-sample coefficients; the log-sum is always
-        accumulated in float64.  ``torch.float32`` is about twice as fast and accurate to ~1e-7.
+    dtype : None (default), ``torch.float32`` or ``torch.float64``
+        Precision of the square roots, the per-sample coefficients and their logarithms within one
+        slice of samples.  ``None``: float32 when P (and Q) are stored in float32 (or a narrower
+        float type), float64 otherwise, so float64 input keeps float64 precision (1e-15).  The sum
+        over slices is always accumulated in float64.  In float32 a coefficient is accurate to
+        ~1e-7 relative (it lies in [0, 1]) and the distances agree with the float64 ones within
+        ``1e-6 * (1 + d_B)`` (measured: below ``1e-7 * (1 + d_B)``; ``tests/test_geometry.py``
+        checks the stated bound).  Coefficients below 1e-35 are recomputed in float64 (see Method),
+        so tiny overlaps and disjoint supports count as they do in float64.
 
     Returns
     -------
@@ -148,12 +199,19 @@ def bhattacharyya_matrix(P, Q=None, *, chunk: int = 2**24, block: int = 128, dev
     exactly symmetric with a zero diagonal.  All entries are >= 0 and finite.
 
     Method: the input is read one slice of samples at a time (so a memmap never has to fit in
-    memory); square roots of the slice are taken once for all models; for each block pair the
-    per-sample coefficients are one batched matmul over C (samples as the batch) into a reused
-    buffer; they are multiplied in groups of four, logged and summed over samples into the
-    float64 output (each coefficient counts as clamped to [tiny, 1], tiny = 2.2e-308: a group
-    whose product underflows is redone per sample with the clamp).  With ``Q=None`` only block pairs on or above the diagonal are computed.
-    Each slice of samples is validated (finite, >= 0, rows sum to 1 within ``PROB_ATOL``).
+    memory) and its square roots are taken once for all models.  The output is cut into tiles of
+    a row block by a column block (with ``Q=None`` only tiles on or above the diagonal: a row block
+    starting at model i is paired with models i..m-1); a tile's per-sample coefficients are one
+    batched matmul over C (samples as the batch) into a reused buffer.  They are multiplied in
+    groups of ``_GROUP`` = 4 samples (log of a product = sum of logs: a quarter of the
+    logarithms), the group products clamped to at most 1, logged and summed over the slice, and
+    the slice's sum added to the float64 output.  Each coefficient counts as clamped to [tiny, 1],
+    tiny = 2.2e-308: a group whose product falls below 1e-280 (float64) or 1e-35 (float32) is
+    redone sample by sample in float64 with the clamp, so a sample with disjoint supports adds
+    -log(tiny) = 708.4 to N * d_B.  Validation: with ``Q=None`` the diagonal of each diagonal tile
+    is sum_c p(c) of every row (NaN or inf for NaN, inf or negative entries), checked for every
+    slice (finite, >= 0, rows sum to 1 within ``PROB_ATOL``); with ``Q`` each slice is checked
+    before its square root.
     """
     P_shape = array_shape("P", P)
     _check_ndim("P", P_shape, (3,), "(m, N, C)")
@@ -166,8 +224,9 @@ def bhattacharyya_matrix(P, Q=None, *, chunk: int = 2**24, block: int = 128, dev
     else:
         Q_shape = P_shape
     chunk = check_positive_int("chunk", chunk)
-    block = check_positive_int("block", block)
-    check_choice("dtype", dtype, (torch.float32, torch.float64))
+    if block is not None:
+        block = check_positive_int("block", block)
+    dtype = _compute_dtype(dtype, P) if sym else _compute_dtype(dtype, P, Q)
     m, N, C = P_shape
     mq = Q_shape[0]
     if m == 0 or mq == 0 or N == 0 or C == 0:
@@ -175,58 +234,68 @@ def bhattacharyya_matrix(P, Q=None, *, chunk: int = 2**24, block: int = 128, dev
     dev = resolve_device(device, P, Q)
     like_torch = torch.is_tensor(P)
 
-    bi = min(block, m)
-    bj = min(block, mq)
-    # samples per slice: the coefficient buffer (n, bi, bj) and the square roots (n, m + m', C)
-    # must each stay within ``chunk`` numbers; n is a multiple of _GROUP.
-    n_s = min(chunk // (bi * bj), chunk // ((m + (0 if sym else mq)) * C))
+    if block is None:
+        br, bcol = min(m, 128, max(16, -(-m // 4))), min(mq, 1024)
+    else:
+        br, bcol = min(m, block), min(mq, block)
+    # samples per slice: the coefficient buffer (n, br, bcol) within ``chunk`` (and _CPU_WORK on
+    # the CPU) and the square roots (n, m + m', C) within ``chunk``; n is a multiple of _GROUP.
+    work = chunk if dev.type != "cpu" else min(chunk, _CPU_WORK)
+    n_s = min(work // (br * bcol), chunk // ((m + (0 if sym else mq)) * C))
     n_s = max(_GROUP, (n_s // _GROUP) * _GROUP)
     n_s = min(n_s, -(-N // _GROUP) * _GROUP)
-    buf = torch.empty(n_s * bi * bj, dtype=dtype, device=dev)
-    gbuf = torch.empty((n_s // _GROUP) * bi * bj, dtype=dtype, device=dev)
+    sbuf_P = torch.empty(m * n_s * C, dtype=dtype, device=dev)
+    sbuf_Q = sbuf_P if sym else torch.empty(mq * n_s * C, dtype=dtype, device=dev)
+    buf = torch.empty(n_s * br * bcol, dtype=dtype, device=dev)
     out = torch.zeros((m, mq), dtype=torch.float64, device=dev)
-    rows = [(i, min(i + bi, m)) for i in range(0, m, bi)]
-    cols = [(j, min(j + bj, mq)) for j in range(0, mq, bj)]
-    pairs = [(r, c) for r in rows for c in cols if not sym or c[1] > r[0]]
-    tiny = _TINY if dtype == torch.float64 else float(torch.finfo(dtype).tiny)
-    underflow = _UNDERFLOW if dtype == torch.float64 else 1e-35
+    tiles = [(i0, min(i0 + br, m), j0, min(j0 + bcol, mq))
+             for i0 in range(0, m, br) for j0 in range(i0 if sym else 0, mq, bcol)]
+    underflow = _UNDERFLOW if dtype == torch.float64 else _UNDERFLOW_FLOAT32
+    group_offsets = torch.arange(_GROUP, device=dev)
 
-    def sqrt_slice(name, X, n0, n1):
-        t = X[:, n0:n1, :]
-        if torch.is_tensor(t):  # always a private copy: the square root is taken in place
-            t = t.detach().to(device=dev, dtype=dtype, copy=True).contiguous()
-        else:
-            t = torch.tensor(np.asarray(t), dtype=dtype, device=dev)
-        _check_probs(name, t)
-        return t.sqrt_()  # (m, n, C)
+    def sqrt_slice(name, X, sbuf, n0, n1, check):
+        raw = _slice_tensor(X, n0, n1, dev)
+        s = sbuf[: raw.numel()].view(raw.shape)
+        if check:  # rows validated before the square root (Q given)
+            s.copy_(raw)
+            _check_row_sums(name, s.view(-1, C).sum(-1), raw)
+            return s.sqrt_()
+        return torch.sqrt(raw, out=s) if raw.dtype == dtype else s.copy_(raw).sqrt_()
 
     for n0 in range(0, N, n_s):
         n1 = min(N, n0 + n_s)
         n = n1 - n0
-        sP = sqrt_slice("P", P, n0, n1)
-        sQ = sP if sym else sqrt_slice("Q", Q, n0, n1)
-        left = [sP[i0:i1].transpose(0, 1) for i0, i1 in rows]  # (n, a, C) strided views
-        right = [sQ[j0:j1].permute(1, 2, 0) for j0, j1 in cols]  # (n, C, b)
-        ng = -(-n // _GROUP)
-        for (i0, i1), (j0, j1) in pairs:
+        ng = -(-n // _GROUP)  # groups of this slice; samples k + q * ng (q < _GROUP) form group k
+        sP = sqrt_slice("P", P, sbuf_P, n0, n1, not sym)  # (m, n, C)
+        sQ = sP if sym else sqrt_slice("Q", Q, sbuf_Q, n0, n1, True)
+        for i0, i1, j0, j1 in tiles:
             a, b = i1 - i0, j1 - j0
             bc = buf[: ng * _GROUP * a * b].view(ng * _GROUP, a, b)
-            torch.bmm(left[i0 // bi], right[j0 // bj], out=bc[:n])
+            torch.bmm(sP[i0:i1].transpose(0, 1), sQ[j0:j1].permute(1, 2, 0), out=bc[:n])
+            if sym and j0 == i0:  # the diagonal: sum_c p(c) of every row of models i0..i1-1
+                _check_row_sums("P", bc[:n].diagonal(dim1=1, dim2=2), lambda: _slice_tensor(P, n0, n1, dev))
             if n < ng * _GROUP:  # pad the last group with coefficient 1 (log 1 = 0)
                 bc[n:].fill_(1.0)
-            quad = bc.view(ng, _GROUP, a, b)
-            g = gbuf[: ng * a * b].view(ng, a, b)
-            torch.mul(quad[:, 0], quad[:, 1], out=g)
-            for k in range(2, _GROUP):
-                g.mul_(quad[:, k])
-            g.clamp_(max=1.0)
-            has_low = float(g.amin()) < underflow
+            g, k = bc, ng * _GROUP
+            while k > ng:  # halve in place: g[k'] *= g[k' + k/2], _GROUP = 2^L samples per group
+                k //= 2
+                g = g[:k].mul_(g[k:2 * k])
+            lo, hi = torch.aminmax(g)
+            if float(hi) > 1.0:
+                g.clamp_(max=1.0)
+            has_low = float(lo) < underflow
             if has_low:
-                idx = (g < underflow).nonzero(as_tuple=True)
+                gk, gi, gj = (g < underflow).nonzero(as_tuple=True)
             g.log_()
-            if has_low:
-                g[idx] = quad[idx[0], :, idx[1], idx[2]].clamp(min=tiny, max=1.0).log().sum(-1)
-            out[i0:i1, j0:j1] -= g.sum(0, dtype=torch.float64)
+            if has_low:  # redo those groups sample by sample in float64 with the clamp to [tiny, 1]
+                g[gk, gi, gj] = 0.0
+                samples = gk[:, None] + ng * group_offsets  # (L, _GROUP)
+                real = samples < n
+                samples = samples.clamp(max=n - 1)
+                coef = (sP[(i0 + gi)[:, None], samples].double() * sQ[(j0 + gj)[:, None], samples].double()).sum(-1)
+                logs = torch.where(real, coef.clamp(min=_TINY, max=1.0).log(), 0.0).sum(-1)
+                out.index_put_((i0 + gi, j0 + gj), -logs, accumulate=True)
+            out[i0:i1, j0:j1] -= g.sum(0)
 
     out /= N
     if sym:

@@ -86,6 +86,65 @@ def test_bhattacharyya_torch_float32_and_no_mutation():
     np.testing.assert_allclose(Dt.numpy(), D64, atol=1e-5)
 
 
+def _hard_models(C=10, N=1001, seed=0):
+    """Float32 stacks that stress the float32 path: soft and peaked Dirichlet models, an identical and
+    a near-identical pair, confident models whose overlaps reach 1e-44, and disjoint one-hots."""
+    rng = np.random.default_rng(seed)
+    soft = rng.dirichlet(np.full(C, 2.0), size=(3, N))
+    peaked = rng.dirichlet(np.full(C, 0.02), size=(3, N))
+    near = 0.999 * peaked[:1] + 0.001 / C
+    lab = rng.integers(0, C, N)
+    eps = 10.0 ** rng.uniform(-44, -2, size=(3, N, 1))
+    confident = np.repeat(eps / (C - 1), C, axis=-1)
+    for k in range(3):
+        confident[k, np.arange(N), (lab + k) % C] = 1 - eps[k, :, 0]
+    onehot = np.stack([np.eye(C)[lab], np.eye(C)[(lab + 1) % C]])
+    return np.concatenate([soft, peaked, peaked[:1], near, confident, onehot]).astype(np.float32)
+
+
+@pytest.mark.parametrize("block, chunk", [(None, 2**24), (3, 5000)])
+def test_bhattacharyya_float32_input_within_stated_tolerance_of_float64(block, chunk):
+    P32 = _hard_models()
+    P64 = P32.astype(np.float64)  # the same numbers, computed in float64
+    D64 = bhattacharyya_matrix(P64, block=block, chunk=chunk)
+    # rows sum to 1 only within float32 rounding (BC of a model with itself ~ 1 - 4e-9): the reference
+    # clamps each coefficient at 1, bhattacharyya_matrix each product of four, and sets the diagonal to 0
+    np.testing.assert_allclose(D64, _reference(P64, P64), rtol=1e-12, atol=1e-8)
+    D32 = bhattacharyya_matrix(P32, block=block, chunk=chunk)  # default dtype: float32 for float32 input
+    assert D32.dtype == np.float64 and np.array_equal(D32, D32.T) and np.all(np.diag(D32) == 0)
+    assert np.all(np.abs(D32 - D64) <= 1e-6 * (1 + D64))  # the bound stated in the docstring
+    assert not np.array_equal(D32, D64)  # float32 arithmetic was used
+    assert D32[-2, -1] == pytest.approx(-math.log(np.finfo(float).tiny), rel=1e-12)  # disjoint: as in float64
+    assert torch.equal(bhattacharyya_matrix(torch.as_tensor(P32), block=block, chunk=chunk), torch.as_tensor(D32))
+    np.testing.assert_array_equal(bhattacharyya_matrix(P32, dtype=torch.float64, block=block, chunk=chunk), D64)
+    DQ = bhattacharyya_matrix(P32, P32[:5], block=block, chunk=chunk)  # two stacks, float32 too
+    assert np.all(np.abs(DQ - D64[:, :5]) <= 1e-6 * (1 + D64[:, :5]))
+
+
+def test_bhattacharyya_tiles_and_slices_agree_with_the_reference():
+    P = _models(m=41, N=103, C=6, seed=21)  # 3 row blocks of 16, N not a multiple of the group
+    ref = _reference(P, P)
+    for kw in ({}, {"chunk": 3000}, {"block": 5, "chunk": 700}, {"block": 64}):
+        D = bhattacharyya_matrix(P, **kw)
+        np.testing.assert_allclose(D, ref, rtol=1e-12, atol=1e-13)
+        assert np.array_equal(D, D.T) and np.all(np.diag(D) == 0)
+    np.testing.assert_allclose(bhattacharyya_matrix(P, P[7:30], chunk=3000), ref[:, 7:30], rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("bad, match", [(np.nan, "finite"), (-0.25, ">= 0"), (0.6, "sum to 1"), (np.inf, "finite")])
+def test_bhattacharyya_checks_every_slice(dtype, bad, match):
+    P = _models(m=20, N=60, C=4, seed=22).astype(dtype)
+    P[13, 57, 2] = bad  # a late sample of a model in the second row block
+    for kw in ({"chunk": 600}, {"chunk": 600, "block": 4}, {}):
+        with pytest.raises(ValueError, match=f"P .*{match}"):
+            bhattacharyya_matrix(P, **kw)
+        with pytest.raises(ValueError, match=f"Q .*{match}"):
+            bhattacharyya_matrix(P[:3], P, **kw)
+    with pytest.raises(ValueError, match="dtype"):
+        bhattacharyya_matrix(P, dtype=torch.float16)
+
+
 def test_hellinger_saturates_but_bhattacharyya_does_not():
     # the motivation of eq. (2): with many samples the product coefficient vanishes
     P, Q = _models(m=2, N=2000, C=10, seed=4)
