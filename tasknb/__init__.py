@@ -21,7 +21,8 @@ import a chapter or the book tooling, and never plot.
 ``separability``            the closed-form separability (interpolation) threshold
 ``frozen_heads``            L2-logistic heads on frozen features: simulated learning curves, separable training sets
 ``paired``                  paired differences over realizations: mean, standard error, resolved or not
-``readout``                 reading features as class probabilities: imprinting, prototypes, probes
+``readout``                 reading features as class probabilities: imprinting, prototypes (temperature 1 or
+                            fitted by maximum likelihood on a support set), probes
 ``geometry``                prediction space: Bhattacharyya distance, geodesics, progress, trajectories, InPCA,
                             out-of-sample placement, a null for explained stress, symmetric KL
 ``trajectory_geometry``     runs compared over the progress they share: unfolded progress, re-indexing without
