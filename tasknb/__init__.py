@@ -27,8 +27,10 @@ import a chapter or the book tooling, and never plot.
                             out-of-sample placement, a null for explained stress, symmetric KL
 ``trajectory_geometry``     runs compared over the progress they share: unfolded progress, re-indexing without
                             extrapolation, common ranges, families of seeds (tubes, normalised distances)
+``seed_runs``               the pieces of a run of seeds: one stream per seed and purpose, mini-batch order,
+                            SGD (Nesterov) / Adam, constant or cosine learning rate
 ``trajectories``            training runs recorded as prediction-space trajectories (one run configuration)
-``batched_trajectories``    the same, with all seeds trained in one vmap
+``batched_trajectories``    the supervised trainer with all seeds in one vmap (used on CUDA)
 ==========================  ==============================================================================
 
 **Chapters** (``tasknb/chapters/``): the protocol of one notebook each, named after it

@@ -1,6 +1,6 @@
 """Many seeds of the small CNN trained at once, recording their trajectories in prediction space.
 
-:func:`tasknb.trajectories.record_trajectories` trains the seeds one after another.  Here the
+:func:`tasknb.trajectories.train_supervised_seeds` trains the seeds one after another.  Here the
 ``n_seeds`` networks are one stacked set of weights (a leading seed axis on every tensor) and
 ``torch.func.vmap`` runs the forward pass of all of them in one call: each seed sees its own
 mini-batch, and the loss is the SUM of the per-seed losses.  That sum separates over seeds, so its
@@ -11,26 +11,30 @@ convolutions sum in another order), not bitwise; training amplifies those roundi
 they stay below 1e-4 over a dozen steps but grow with the run (about 2e-2 in the largest probability
 after 100 Adam steps, measured by ``benchmarks/bench_seed_batching.py``): a batched run is a
 different, equally valid, sample of the same seed's trajectory.  Same arguments -> same numbers.
+The learning-rate schedule (``make_schedule``) is one for all seeds, stepped after every step.
 
-``record_trajectories_batched``  same :class:`~tasknb.trajectories.RunConfig` and result as
-                                 ``record_trajectories`` (supervised training, ``readout`` "softmax"
-                                 or a feature readout such as "imprint"), seeds in one vmap
+On the CPU the vmap is slower than the plain loop (``benchmarks/bench_seed_batching.py``), so
+``tasknb.trajectories.record_trajectories(batched="auto")`` uses it only on CUDA;
+``record_trajectories(batched=True)`` (or ``record_trajectories_batched``) forces it.
+
+``train_supervised_seeds_batched``  same :class:`~tasknb.trajectories.RunConfig`, arguments and
+                                    result as ``train_supervised_seeds`` (supervised training,
+                                    readout "softmax" or "imprint"), seeds in one vmap
 """
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
-from .data import training_images
-from .device import get_device
 from .networks.cnn import SmallCNN, init_cnn
-from .readout import prediction_set
-from .trajectories import (Trajectories, batch_stream, make_optimizer, progress_bar, run_config,
-                           trajectories_from_probs)
+from .readout import PredictionSet
+from .seed_runs import batch_seed, batch_stream, init_seed, make_optimizer, make_schedule, progress_bar
 
-__all__ = ["record_trajectories_batched"]
+__all__ = ["train_supervised_seeds_batched"]
 
 
 class _Features(SmallCNN):
@@ -66,56 +70,59 @@ def _stacked_predict(net, feat, params, buffers, pset, batch: int = 2048) -> tor
     return p / p.sum(-1, keepdim=True)
 
 
-def record_trajectories_batched(config=None, classes=None, *, device="auto", progress: bool = False,
-                                **changes) -> Trajectories:
-    """:func:`tasknb.trajectories.record_trajectories` with the ``n_seeds`` networks trained at once.
+def train_supervised_seeds_batched(X: torch.Tensor, y: torch.Tensor, pset: PredictionSet, config, *,
+                                   progress: bool = False, desc: str | None = None):
+    """:func:`tasknb.trajectories.train_supervised_seeds` with the ``config.n_seeds`` networks
+    trained at once: cross-entropy on images X (n, 1, 28, 28) with task labels y (n,) in 0..C-1
+    (C = len(config.classes)), read through ``pset`` at ``config.checkpoints``.
 
-    Same arguments (a :class:`~tasknb.trajectories.RunConfig` or a dataset name, then RunConfig
-    fields as keywords), same validation, same initialisations (``init_cnn(C, channels, seed + k)``),
-    same mini-batch order per seed (``batch_stream(n, batch_size, seed + k)``) and the same
-    prediction set; the forward and backward passes of all seeds run as one ``vmap``-ed call on
-    stacked weights, and one optimizer steps them all (element-wise, hence per seed).
+    ``config`` is a :class:`tasknb.trajectories.RunConfig` (validated there).  Same initialisations
+    (``init_cnn(C, channels, init_seed(seed, k), norm=norm, head_bias=head_bias)``), same
+    mini-batch order per seed (``batch_stream(n, batch_size, batch_seed(seed, k))``), the same
+    optimizer and schedule (``make_optimizer(..., nesterov)``, ``make_schedule(opt, steps,
+    schedule)``, stepped after every step) and the same readout; the forward and backward passes
+    of all seeds run as one ``vmap``-ed call on stacked weights, and one optimizer steps them all
+    (element-wise, hence per seed).
 
-    Returns :class:`Trajectories` with ``probs`` (n_seeds, T, N, K) float32, equal to the
-    sequential recorder's up to float reassociation amplified by training (see the module
-    docstring); ``config["batched"]`` is True.  Same arguments -> same numbers.
+    Returns probs float32 (n_seeds, T, N, K), equal to the sequential trainer's up to float
+    reassociation amplified by training (see the module docstring), and None (no states kept).
+    Same arguments -> same numbers.  Warns (RuntimeWarning) if a checkpoint's predictions are not
+    finite.
     """
-    if classes is not None:
-        changes["classes"] = classes
-    c = run_config(config, **changes)
-    checkpoints, n_seeds, steps, seed = c.checkpoints, c.n_seeds, c.steps, c.seed
-    dev = get_device(device)
-
-    Xtr, ytr = training_images(c.dataset, c.classes, c.n_train, c.data_seed)
-    pset = prediction_set(c.dataset, c.union_classes, c.n_test, readout=c.readout, n_imprint=c.n_imprint,
-                          data_seed=c.data_seed, device=dev)
-    Xtr, ytr = Xtr.to(dev), ytr.to(dev)
-    C, S = len(c.classes), n_seeds
-    nets = [init_cnn(C, c.channels, seed + k, dev) for k in range(S)]
+    c = config
+    checkpoints, S, steps, seed, dev = c.checkpoints, c.n_seeds, c.steps, c.seed, X.device
+    C = len(c.classes)
+    arch = dict(norm=c.norm, head_bias=c.head_bias)
+    nets = [init_cnn(C, c.channels, init_seed(seed, k), dev, **arch) for k in range(S)]
     params, buffers = stack_module_state(nets)
-    net = SmallCNN(C, c.channels).to(dev)     # a template: its own weights are never used
-    feat = _Features(C, c.channels).to(dev)
-    opt = make_optimizer(list(params.values()), c.optimizer, c.lr, c.momentum, c.weight_decay)
-    streams = [batch_stream(len(ytr), c.batch_size, seed + k) for k in range(S)]
-    loss_one = lambda p, b, x, y: F.cross_entropy(functional_call(net, (p, b), (x,)), y)  # noqa: E731
+    net = SmallCNN(C, c.channels, **arch).to(dev)     # a template: its own weights are never used
+    feat = _Features(C, c.channels, **arch).to(dev)
+    opt = make_optimizer(list(params.values()), c.optimizer, c.lr, c.momentum, c.weight_decay, c.nesterov)
+    schedule = make_schedule(opt, steps, c.schedule)
+    streams = [batch_stream(len(y), c.batch_size, batch_seed(seed, k)) for k in range(S)]
+    loss_one = lambda p, b, x, t: F.cross_entropy(functional_call(net, (p, b), (x,)), t)  # noqa: E731
     losses = vmap(loss_one)
 
-    probs = np.empty((S, len(checkpoints), c.n_test, len(c.union_classes)), dtype=np.float32)
+    probs = np.empty((S, len(checkpoints), len(pset.labels), pset.n_classes), dtype=np.float32)
     wanted, t_idx = set(checkpoints), 0
-    bar = progress_bar(steps, f"training {S} seeds at once", progress)
+    bar = progress_bar(steps, desc or f"training {S} seeds at once", progress)
     for step in range(steps + 1):
         if step in wanted:
             probs[:, t_idx] = _stacked_predict(net, feat, params, buffers, pset).float().cpu().numpy()
+            if not np.isfinite(probs[:, t_idx]).all():
+                warnings.warn(f"the predictions after {step} steps are not finite: training diverged "
+                              f"(try a smaller lr)", RuntimeWarning, stacklevel=2)
             t_idx += 1
         if step == steps:
             break
         b = torch.stack([next(s) for s in streams]).to(dev)           # (S, B)
-        loss = losses(params, buffers, Xtr[b], ytr[b]).sum()
+        loss = losses(params, buffers, X[b], y[b]).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        schedule.step()
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
-    return trajectories_from_probs(probs, checkpoints, pset, c.seeds, {**c.to_dict(), "batched": True})
+    return probs, None

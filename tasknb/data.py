@@ -12,7 +12,10 @@ Images are returned as float tensors in [0, 1] of shape (n, 1, h, w) with intege
 labels of shape (n,).  Nothing is downloaded.
 
 ``load_task_images`` gives the 28x28 images of a class subset with task labels 0..C-1, and
-``draw_subset`` a seeded sample of them (the training and test pools of Part S).
+``draw_subset`` a seeded sample of them (the training and test pools of Part S).  The draws of a
+run's data each have their own stream under the user's ``data_seed``: ``data_draw_seed(data_seed,
+draw)`` for ``draw`` in ``DATA_DRAWS`` (the fixed test images, the training subset, the imprinting
+images), so no ``data_seed`` replays another one's draws.
 """
 from __future__ import annotations
 
@@ -24,13 +27,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .device import generator
+from .device import derived_seed, generator
 from .tasks import class_subset
 from .validation import check_choice, check_positive_int, check_seed
 
 __all__ = ["DATASETS", "FASHION_CLASSES", "FASHION_SUPERCLASSES", "load_dataset", "load_fashion_mnist",
            "load_digits", "data_root", "block_shuffle", "invert", "upsample", "load_task_images", "draw_subset",
-           "training_images", "draw_per_class"]
+           "training_images", "draw_per_class", "DATA_DRAWS", "data_draw_seed"]
 
 DATASETS = ("fashion_mnist", "digits")
 SPLITS = ("train", "test")
@@ -207,14 +210,30 @@ def draw_subset(X, y, n, seed: int, name: str = "n_train"):
     return X[idx], y[idx]
 
 
+#: the data draws of a Part S run, each with its own stream (:func:`data_draw_seed`)
+DATA_DRAWS = ("test_images", "training_subset", "imprint_images")
+
+
+def data_draw_seed(data_seed: int, draw: str) -> int:
+    """The seed of one data draw of a run: ``derived_seed(data_seed, "data." + draw)``
+    (:func:`tasknb.device.derived_seed`), ``draw`` one of ``DATA_DRAWS`` -- "test_images" (the
+    fixed test images of ``readout.prediction_set``), "training_subset" (``training_images``),
+    "imprint_images" (the images an imprinted head is built from).  Distinct draws and distinct
+    ``data_seed`` values never share a stream (unlike ``data_seed + j``, where data_seed=1's
+    training subset was data_seed=0's imprinting draw)."""
+    check_choice("draw", draw, DATA_DRAWS)
+    return derived_seed(check_seed("data_seed", data_seed), "data." + draw)
+
+
 def training_images(dataset: str, classes, n_train, data_seed: int):
     """The training pool of a run: the train-split images of ``classes`` (:func:`load_task_images`),
-    ``n_train`` of them drawn with the seed ``data_seed + 1`` (all when ``n_train`` is None).
+    ``n_train`` of them drawn with ``data_draw_seed(data_seed, "training_subset")`` (all when
+    ``n_train`` is None).
 
     Returns X (n, 1, 28, 28) float32 in [0, 1] (8x8 for digits) and y (n,) int64 on the CPU.
     """
     X, y = load_task_images(dataset, "train", classes)
-    return draw_subset(X, y, n_train, data_seed + 1)
+    return draw_subset(X, y, n_train, data_draw_seed(data_seed, "training_subset"))
 
 
 def draw_per_class(labels: torch.Tensor, values, n: int, g: torch.Generator, name: str, shown=None) -> torch.Tensor:

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import DATASETS, draw_per_class, draw_subset, load_task_images
+from .data import DATASETS, data_draw_seed, draw_per_class, draw_subset, load_task_images
 from .device import as_tensor, generator, get_device, like_input, resolve_device
 from .validation import (array_shape, check_choice, check_int_sequence, check_label_tensor, check_label_vector,
                          check_positive_int, check_positive_real, check_seed)
@@ -566,9 +566,11 @@ class PredictionSet:
 def prediction_set(dataset: str = "fashion_mnist", classes=tuple(range(10)), n_test: int = 1000, *,
                    readout: str = "softmax", n_imprint: int = 100, data_seed: int = 0,
                    device="auto") -> PredictionSet:
-    """The fixed test images of ``classes`` (``n_test`` drawn once with ``data_seed``) and, for a
-    feature readout (any of ``READOUTS`` but "softmax"), ``n_imprint`` training images per class to
-    build heads from (eq. 7 for "imprint"; the support set of :func:`readout_probabilities`).
+    """The fixed test images of ``classes`` (``n_test`` drawn once, with the seed
+    ``data.data_draw_seed(data_seed, "test_images")``) and, for a feature readout (any of
+    ``READOUTS`` but "softmax"), ``n_imprint`` training images per class to build heads from (eq. 7
+    for "imprint"; the support set of :func:`readout_probabilities`), drawn with
+    ``generator(data_draw_seed(data_seed, "imprint_images"))``: each draw its own stream.
 
     Models trained on different tasks (class subsets, relabelings, no labels at all) become points
     of one prediction space when read through the same ``prediction_set(..., readout="imprint")``
@@ -583,12 +585,12 @@ def prediction_set(dataset: str = "fashion_mnist", classes=tuple(range(10)), n_t
     data_seed = check_seed("data_seed", data_seed)
     dev = get_device(device)
     Xte, yte = load_task_images(dataset, "test", classes)
-    Xte, yte = draw_subset(Xte, yte, n_test, data_seed, name="n_test")
+    Xte, yte = draw_subset(Xte, yte, n_test, data_draw_seed(data_seed, "test_images"), name="n_test")
     Xi = yi = None
     if readout != "softmax":
         n_imprint = check_positive_int("n_imprint", n_imprint)
         Xtr, ytr = load_task_images(dataset, "train", classes)
-        g = generator(data_seed + 2)
+        g = generator(data_draw_seed(data_seed, "imprint_images"))
         sel = draw_per_class(ytr, range(len(classes)), n_imprint, g, "n_imprint", shown=classes)
         Xi, yi = Xtr[sel].to(dev), ytr[sel].to(dev)
     return PredictionSet(X=Xte.to(dev), labels=yte.to(dev), classes=classes, readout=readout,

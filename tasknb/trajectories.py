@@ -9,40 +9,67 @@ coordinates in the prediction space of eq. (1) of S.  Several seeds give an arra
 ``RunConfig``             the validated, hashable description of a run of seeds (data, training, readout)
 ``run_config``            a RunConfig from a base config and/or keyword arguments (one validation)
 ``default_checkpoints``   0 plus roughly log-spaced steps up to the last one
-``make_optimizer``, ``batch_stream``, ``supervised_step``   the pieces of one supervised step
+``make_optimizer``, ``make_schedule``, ``batch_stream``, ``supervised_step``   the pieces of one
+                          supervised step (SGD with optional Nesterov momentum or Adam; a constant or
+                          cosine learning rate)
+``init_seed``, ``batch_seed``   the streams of seed k of a run (initialisation, mini-batch order)
+``PAPER_RECIPE``          the RunConfig fields of App. A of S at our scale (measured to interpolate)
 ``record_run``            run any ``train_step`` and read the model at the checkpoints (the one loop)
 ``record_seeds``          the per-seed loop of every recorder (supervised, episodic, contrastive, ...)
 ``train_supervised_seeds``  cross-entropy training of the SmallCNNs of a RunConfig, recorded
 ``record_trajectories``   a RunConfig run end to end -> :class:`Trajectories`
 ``save_trajectories`` / ``load_trajectories``   torch.save / torch.load(weights_only=True)
 
-Seeds are trained one after another (a plain loop: simple and exactly reproducible); seed k of a run
-is ``seed + k`` and draws its initialisation and mini-batch order from its own generator, so a seed
-gives the same numbers whatever the other seeds are.  Work runs on ``tasknb.device.get_device()``.
+Seed k of a run with base seed ``seed`` draws its initialisation from ``init_seed(seed, k)`` and its
+mini-batch order from ``batch_seed(seed, k)`` -- ``tasknb.device.derived_seed(seed, purpose, k)``,
+one stream per purpose -- so a seed gives the same numbers whatever the other seeds are, and no
+(seed, k) replays another: seed 1 of a run with seed=0 is not seed 0 of a run with seed=1 (as it
+was with ``seed + k``).  The data draws (test images, training subset, imprinting images) have
+their own streams under ``data_seed`` (``tasknb.data.data_draw_seed``).  ``record_trajectories``
+trains the seeds one after another on the CPU (a plain loop, exactly reproducible; faster there
+than the vmap of :mod:`tasknb.batched_trajectories`, ``benchmarks/bench_seed_batching.py``) and all
+at once on CUDA (``batched="auto"``).  Work runs on ``tasknb.device.get_device()``.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
+from .batched_trajectories import train_supervised_seeds_batched
 from .data import DATASETS, training_images
-from .device import generator, get_device
-from .networks.cnn import check_channels, init_cnn
+from .device import get_device
+from .networks.cnn import NORMS, check_channels, check_head_bias, init_cnn
 from .readout import READOUTS, PredictionSet, prediction_set
+from .seed_runs import (OPTIMIZERS, SCHEDULES, batch_seed, batch_stream, check_nesterov, init_seed, make_optimizer,
+                        make_schedule, progress_bar)
 from .validation import (check_choice, check_int_sequence, check_positive_int, check_positive_real,
                          check_seed)
 
 __all__ = ["RunConfig", "RUN_FIELDS", "run_config", "Trajectories", "default_checkpoints", "record_trajectories", "record_run",
            "batch_stream", "make_optimizer", "check_checkpoints", "supervised_step", "train_supervised_seeds",
            "record_seeds", "trajectories_from_probs", "progress_bar", "save_trajectories", "load_trajectories",
-           "OPTIMIZERS"]
+           "OPTIMIZERS", "SCHEDULES", "make_schedule", "init_seed", "batch_seed", "PAPER_RECIPE", "BATCHED",
+           "record_trajectories_batched", "check_nesterov"]
 
-#: optimizers accepted by :func:`make_optimizer` and :class:`RunConfig`
-OPTIMIZERS = ("sgd", "adam")
+#: values of ``record_trajectories(batched=...)``
+BATCHED = ("auto", True, False)
+
+#: App. A of S at our scale, as RunConfig fields: a normalised penultimate layer (layer norm in
+#: place of batch norm, here also over each sample's conv1 maps) without affine part, a bias-free
+#: head, SGD with Nesterov momentum 0.9, cosine annealing, weight decay 5e-4, batches of 128, the
+#: quick width (16, 32) (10,176 weights for 10 classes).  Measured (OMP_NUM_THREADS=1, one CPU
+#: thread, 1,000 steps on a 2,000-image Fashion-MNIST subset): train accuracy >= 0.996 on the ten
+#: classes and on classes (2, 4), seeds 0-2, in about 9 s a run.  lr = 0.01: with the layer norm the
+#: convolutions are scale-invariant and their small default initialisation makes the effective
+#: step lr / ||w||^2 large; lr = 0.02 already fails to fit (2, 4) for some seeds, 0.05-0.1 stop
+#: near 0.8 train accuracy.  The chapters add their own steps / n_train / classes.
+PAPER_RECIPE = dict(optimizer="sgd", nesterov=True, momentum=0.9, schedule="cosine", lr=0.01,
+                    weight_decay=5e-4, batch_size=128, channels=(16, 32), norm="layer_conv1",
+                    head_bias=False)
 
 
 @dataclass
@@ -86,34 +113,6 @@ def default_checkpoints(steps: int, n: int = 10) -> list[int]:
     return [0] + [int(p) for p in pts]
 
 
-def batch_stream(n: int, batch_size: int, seed: int):
-    """Endless mini-batch index tensors (batch_size,) over range(n): reshuffled epochs drawn from a
-    generator seeded with ``seed``; a short tail of an epoch is dropped."""
-    n = check_positive_int("n", n)
-    batch_size = check_positive_int("batch_size", batch_size)
-    if batch_size > n:
-        raise ValueError(f"batch_size must be an integer in [1, {n}] (the training-set size), got {batch_size}")
-    g = generator(check_seed("seed", seed))
-    order, pos = torch.randperm(n, generator=g), 0
-    while True:
-        if pos + batch_size > n:
-            order, pos = torch.randperm(n, generator=g), 0
-        yield order[pos:pos + batch_size]
-        pos += batch_size
-
-
-def make_optimizer(params, optimizer: str = "sgd", lr: float = 0.05, momentum: float = 0.9,
-                   weight_decay: float = 0.0):
-    """torch.optim.SGD (with ``momentum``) or Adam over ``params``; arguments validated by name."""
-    check_choice("optimizer", optimizer, OPTIMIZERS)
-    lr = check_positive_real("lr", lr)
-    momentum = check_positive_real("momentum", momentum, allow_zero=True)
-    weight_decay = check_positive_real("weight_decay", weight_decay, allow_zero=True)
-    if optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-
-
 def check_checkpoints(checkpoints, steps: int) -> list[int]:
     """Sorted distinct ints in [0, steps] (default :func:`default_checkpoints`)."""
     if checkpoints is None:
@@ -125,15 +124,20 @@ def check_checkpoints(checkpoints, steps: int) -> list[int]:
 
 
 def record_run(model, train_step, steps: int, checkpoints, pset: PredictionSet, *, keep_states: bool = False,
-               bar=None):
+               bar=None, schedule=None):
     """Run ``train_step(step)`` for step = 0..steps-1 and read ``model`` through ``pset`` before the
     steps listed in ``checkpoints`` (checkpoint s = the model after s steps; 0 = initialisation).
 
     ``train_step`` is any callable doing one optimizer step on ``model`` (supervised, episodic,
-    contrastive, semi-supervised, fine-tuning...).  Returns ``probs`` float32 NumPy (T, N, K) and,
-    with ``keep_states``, the list of T CPU state dicts at the checkpoints (else None).
+    contrastive, semi-supervised, fine-tuning...).  ``schedule`` (e.g. :func:`make_schedule`, or
+    None) is stepped after every ``train_step``.  Returns ``probs`` float32 NumPy (T, N, K) and,
+    with ``keep_states``, the list of T CPU state dicts at the checkpoints (else None).  Warns
+    (RuntimeWarning) when the predictions at a checkpoint are not finite (training diverged).
     """
     steps = check_positive_int("steps", steps, minimum=0)
+    if schedule is not None and not callable(getattr(schedule, "step", None)):
+        raise ValueError(f"schedule must be None or a learning-rate scheduler with a step() method, "
+                         f"got {type(schedule).__name__}")
     checkpoints = check_checkpoints(checkpoints, steps) if steps else check_checkpoints(checkpoints or [0], 0)
     T = len(checkpoints)
     probs = np.empty((T, len(pset.labels), pset.n_classes), dtype=np.float32)
@@ -142,12 +146,17 @@ def record_run(model, train_step, steps: int, checkpoints, pset: PredictionSet, 
     for step in range(steps + 1):
         if step in wanted:
             probs[t_idx] = pset.predict(model).float().cpu().numpy()
+            if not np.isfinite(probs[t_idx]).all():
+                warnings.warn(f"the predictions after {step} steps are not finite: training diverged "
+                              f"(try a smaller lr)", RuntimeWarning, stacklevel=2)
             if keep_states:
                 states.append({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
             t_idx += 1
         if step == steps:
             break
         train_step(step)
+        if schedule is not None:
+            schedule.step()
         if bar is not None:
             bar.update(1)
     return probs, states
@@ -160,17 +169,23 @@ class RunConfig:
     dataset : "fashion_mnist" (default) or "digits" (upsampled to 28x28).
     classes : the task's dataset classes (>= 2 distinct in 0..9, default all ten); label c is
         dataset class classes[c] (``tasks.class_subset``).
-    n_seeds : int >= 1, default 3; seed k is ``seed + k`` (initialisation, batch order, views...).
+    n_seeds : int >= 1, default 3; seed k (labelled ``seed + k`` in ``seeds``) draws its
+        initialisation from ``init_seed(seed, k)`` and its batch order from ``batch_seed(seed, k)``.
     steps : int >= 1, default 300, optimizer steps.
     checkpoints : increasing distinct ints in [0, steps]; default ``default_checkpoints(steps)``
         (filled in at construction); 0 is the initialisation.  T = len(checkpoints).
-    n_test : int >= 1, default 1000, N fixed test images drawn once with ``data_seed``.
+    n_test : int >= 1, default 1000, N fixed test images drawn once (``data_draw_seed(data_seed,
+        "test_images")``).
     n_train : int >= 1 or None (default: every training image of the classes), drawn with
-        ``data_seed + 1``.
+        ``data_draw_seed(data_seed, "training_subset")``.
     batch_size : int >= 1, default 64.   optimizer : "sgd" (default, with ``momentum``) or "adam".
     lr : float > 0, default 0.05.   momentum : float >= 0, default 0.9 (SGD only).
     weight_decay : float >= 0, default 0.
     channels : (c1, c2) of the SmallCNN, default (8, 16).
+    nesterov : bool, default False; Nesterov momentum (needs optimizer "sgd" and momentum > 0).
+    schedule : "constant" (default) or "cosine" (:func:`make_schedule` over ``steps``).
+    norm : "none" (default), "layer" or "layer_conv1" (:class:`~tasknb.networks.cnn.SmallCNN`).
+    head_bias : bool, default True; False removes the bias of the final layer.
     seed, data_seed : ints >= 0, default 0.
     readout : one of ``tasknb.readout.READOUTS``: "softmax" (the network's own head over ``classes``)
         or a feature readout on ``n_imprint`` training images per class of ``union_classes``:
@@ -204,6 +219,10 @@ class RunConfig:
     readout: str = "softmax"
     union_classes: tuple | None = None
     n_imprint: int = 100
+    nesterov: bool = False
+    schedule: str = "constant"
+    norm: str = "none"
+    head_bias: bool = True
 
     def __post_init__(self):
         check_choice("dataset", self.dataset, DATASETS)
@@ -214,6 +233,11 @@ class RunConfig:
         n_train = None if self.n_train is None else check_positive_int("n_train", self.n_train)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("readout", self.readout, READOUTS)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("norm", self.norm, NORMS)
+        check_head_bias(self.head_bias)
+        momentum = check_positive_real("momentum", self.momentum, allow_zero=True)
+        check_nesterov(self.nesterov, self.optimizer, momentum)
         union = classes if self.union_classes is None else check_int_sequence("union_classes", self.union_classes,
                                                                               0, 9)
         if self.readout == "softmax" and union != classes:
@@ -225,7 +249,7 @@ class RunConfig:
             checkpoints=tuple(check_checkpoints(self.checkpoints, steps)),
             n_test=check_positive_int("n_test", self.n_test), n_train=n_train,
             batch_size=check_positive_int("batch_size", self.batch_size), lr=check_positive_real("lr", self.lr),
-            momentum=check_positive_real("momentum", self.momentum, allow_zero=True),
+            momentum=momentum,
             weight_decay=check_positive_real("weight_decay", self.weight_decay, allow_zero=True),
             channels=tuple(check_channels(self.channels)), seed=check_seed("seed", self.seed),
             data_seed=check_seed("data_seed", self.data_seed), union_classes=tuple(union),
@@ -235,7 +259,8 @@ class RunConfig:
 
     @property
     def seeds(self) -> list[int]:
-        """The n_seeds seeds ``seed + k``."""
+        """The labels ``seed + k`` of the n_seeds seeds (k = 0..n_seeds-1); the draws of seed k come
+        from ``init_seed(seed, k)`` and ``batch_seed(seed, k)``, not from its label."""
         return [self.seed + k for k in range(self.n_seeds)]
 
     def replace(self, **changes) -> "RunConfig":
@@ -286,13 +311,6 @@ def run_config(config=None, defaults: dict | None = None, **changes) -> RunConfi
     return RunConfig(**{**defaults, **changes})
 
 
-def progress_bar(total: int, desc: str, enabled: bool):
-    """A tqdm.auto bar when ``enabled``, else None."""
-    if not enabled:
-        return None
-    return tqdm(total=total, desc=desc)
-
-
 def supervised_step(model, opt, X: torch.Tensor, y: torch.Tensor, batches):
     """A ``train_step`` for :func:`record_run`: one cross-entropy step of ``opt`` on the next
     mini-batch (indices from ``batches``, e.g. :func:`batch_stream`) of images X (n, 1, 28, 28)
@@ -311,18 +329,20 @@ def train_supervised_seeds(X: torch.Tensor, y: torch.Tensor, pset: PredictionSet
     """Cross-entropy training of the seeds of ``config`` on images X (n, 1, 28, 28) with task labels
     y (n,) in 0..C-1 (C = len(config.classes)), read through ``pset`` at ``config.checkpoints``.
 
-    Seed k = ``config.seed + k``: ``init_cnn(C, config.channels, seed + k)``, mini-batches from
-    ``batch_stream(n, config.batch_size, seed + k)``, ``config.steps`` steps of
-    ``make_optimizer(config.optimizer, lr, momentum, weight_decay)``.
+    Seed k: ``init_cnn(C, channels, init_seed(seed, k), norm=norm, head_bias=head_bias)``,
+    mini-batches from ``batch_stream(n, batch_size, batch_seed(seed, k))``, ``config.steps`` steps of
+    ``make_optimizer(optimizer, lr, momentum, weight_decay, nesterov)`` with the learning rate of
+    ``make_schedule(opt, steps, schedule)``.
 
     Returns probs float32 (n_seeds, T, N, K) and, with ``keep_states``, states[k][t] (else None).
     """
     c = config
 
-    def build(_k, s):
-        model = init_cnn(len(c.classes), c.channels, s, X.device)
-        opt = make_optimizer(model.parameters(), c.optimizer, c.lr, c.momentum, c.weight_decay)
-        return model, supervised_step(model, opt, X, y, batch_stream(len(y), c.batch_size, s))
+    def build(k, s):
+        model = init_cnn(len(c.classes), c.channels, s, X.device, norm=c.norm, head_bias=c.head_bias)
+        opt = make_optimizer(model.parameters(), c.optimizer, c.lr, c.momentum, c.weight_decay, c.nesterov)
+        batches = batch_stream(len(y), c.batch_size, batch_seed(c.seed, k))
+        return model, supervised_step(model, opt, X, y, batches), make_schedule(opt, c.steps, c.schedule)
 
     return record_seeds(build, c.n_seeds, c.steps, c.checkpoints, pset, seed=c.seed, keep_states=keep_states,
                         progress=progress, desc=desc)
@@ -330,9 +350,15 @@ def train_supervised_seeds(X: torch.Tensor, y: torch.Tensor, pset: PredictionSet
 
 def record_seeds(build, n_seeds: int, steps: int, checkpoints, pset: PredictionSet, *, seed: int,
                  keep_states: bool = False, progress: bool = False, desc: str = "training seeds"):
-    """The per-seed loop of every recorder: for k = 0..n_seeds-1, ``build(k, seed + k)`` returns
-    (model, train_step) -- a fresh network and one optimizer step of the method -- and
+    """The per-seed loop of every recorder: for k = 0..n_seeds-1, ``build(k, init_seed(seed, k))``
+    returns (model, train_step) or (model, train_step, schedule) -- a fresh network, one optimizer
+    step of the method and optionally a learning-rate schedule (:func:`make_schedule`) -- and
     :func:`record_run` records it through ``pset`` at ``checkpoints``.
+
+    The second argument of ``build`` is the initialisation seed of seed k, the same for every
+    method, so ``init_cnn(C, channels, s)`` starts all methods of (seed, k) from one network; a
+    method's other draws (batch order, views, episodes) should come from their own streams,
+    ``batch_seed(seed, k)`` or ``derived_seed(seed, purpose, k)``.
 
     Returns probs float32 (n_seeds, T, N, K) and, with ``keep_states``, states[k][t] (else None).
     """
@@ -340,8 +366,12 @@ def record_seeds(build, n_seeds: int, steps: int, checkpoints, pset: PredictionS
     states = [] if keep_states else None
     bar = progress_bar(n_seeds * steps, desc, progress)
     for k in range(n_seeds):
-        model, train_step = build(k, seed + k)
-        probs[k], st = record_run(model, train_step, steps, checkpoints, pset, keep_states=keep_states, bar=bar)
+        built = build(k, init_seed(seed, k))
+        if not isinstance(built, tuple) or len(built) not in (2, 3):
+            raise ValueError("build must return (model, train_step) or (model, train_step, schedule)")
+        model, train_step, schedule = built if len(built) == 3 else (*built, None)
+        probs[k], st = record_run(model, train_step, steps, checkpoints, pset, keep_states=keep_states, bar=bar,
+                                  schedule=schedule)
         if keep_states:
             states.append(st)
     if bar is not None:
@@ -350,14 +380,18 @@ def record_seeds(build, n_seeds: int, steps: int, checkpoints, pset: PredictionS
 
 
 def record_trajectories(config=None, classes=None, *, device="auto", progress: bool = False,
-                        **changes) -> Trajectories:
+                        batched="auto", **changes) -> Trajectories:
     """Train the SmallCNNs of a :class:`RunConfig` on its task and record their predictions on a
     fixed test set.
 
     ``config`` : a RunConfig, or the dataset name; ``classes`` and any other RunConfig field given
     as a keyword (``n_seeds=``, ``steps=``, ``readout=``...) fill in or replace its fields (defaults:
     those of RunConfig).  device : "auto" (CUDA when present), "cpu" or "cuda"; progress : a tqdm
-    bar.  Training data: ``config.n_train`` images of the task drawn with ``data_seed + 1``.
+    bar.  batched : "auto" (default: the seeds in one vmap,
+    :func:`tasknb.batched_trajectories.record_trajectories_batched`, on CUDA; one after another on
+    the CPU, where the loop is faster), True or False (force either; they agree up to float
+    reassociation amplified by training).  Training data: ``config.n_train`` images of the task
+    (``tasknb.data.training_images``).
     Readout: ``prediction_set(dataset, union_classes, n_test, readout, n_imprint, data_seed)`` --
     "softmax" reads the network's own head, "imprint" with a shared ``union_classes`` puts runs on
     different tasks in one space (eqs. 7-8 of S).
@@ -365,20 +399,34 @@ def record_trajectories(config=None, classes=None, *, device="auto", progress: b
     Returns
     -------
     Trajectories with ``probs`` (n_seeds, T, N, K) float32 (K = len(union_classes)), ``steps`` (T,),
-    ``labels`` (N,), ``accuracy`` (n_seeds, T), ``config`` = ``RunConfig.to_dict()``.
-    Same arguments -> same numbers on the same device.
+    ``labels`` (N,), ``accuracy`` (n_seeds, T), ``config`` = ``RunConfig.to_dict()`` (with
+    ``"batched": True`` when the vmap ran).  Same arguments -> same numbers on the same device.
     """
     if classes is not None:
         changes["classes"] = classes
+    if not (batched is True or batched is False or (isinstance(batched, str) and batched == "auto")):
+        raise ValueError(f"batched must be one of 'auto', True, False; got {batched!r}")
     c = run_config(config, **changes)
     dev = get_device(device)
+    use_vmap = batched is True or (batched == "auto" and dev.type == "cuda")
 
     Xtr, ytr = training_images(c.dataset, c.classes, c.n_train, c.data_seed)
     pset = prediction_set(c.dataset, c.union_classes, c.n_test, readout=c.readout, n_imprint=c.n_imprint,
                           data_seed=c.data_seed, device=dev)
     Xtr, ytr = Xtr.to(dev), ytr.to(dev)
-    probs, _ = train_supervised_seeds(Xtr, ytr, pset, c, progress=progress)
-    return trajectories_from_probs(probs, c.checkpoints, pset, c.seeds, c.to_dict())
+    train = train_supervised_seeds_batched if use_vmap else train_supervised_seeds
+    probs, _ = train(Xtr, ytr, pset, c, progress=progress)
+    return trajectories_from_probs(probs, c.checkpoints, pset, c.seeds,
+                                   {**c.to_dict(), "batched": True} if use_vmap else c.to_dict())
+
+
+def record_trajectories_batched(config=None, classes=None, *, device="auto", progress: bool = False,
+                                **changes) -> Trajectories:
+    """``record_trajectories(config, classes, device=device, progress=progress, batched=True,
+    **changes)``: the seeds trained at once in one vmap on any device
+    (:func:`tasknb.batched_trajectories.train_supervised_seeds_batched`); ``config["batched"]``
+    is True."""
+    return record_trajectories(config, classes, device=device, progress=progress, batched=True, **changes)
 
 
 def trajectories_from_probs(probs, checkpoints, pset: PredictionSet, seeds, config) -> Trajectories:

@@ -58,6 +58,13 @@ def check_seed(name: str, value) -> int:
     return check_positive_int(name, value, minimum=0)
 
 
+def check_bool(name: str, value) -> bool:
+    """Return ``value`` if it is True or False (a number or a string is rejected)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def check_choice(name: str, value, allowed: Iterable) -> object:
     """Return ``value`` if it is one of ``allowed``."""
     allowed = list(allowed)

@@ -3,8 +3,7 @@ batches, element-wise optimizers), for both readouts, and validate their inputs 
 import numpy as np
 import pytest
 
-from tasknb.batched_trajectories import record_trajectories_batched
-from tasknb.trajectories import record_trajectories
+from tasknb.trajectories import record_trajectories, record_trajectories_batched
 
 SMALL = dict(classes=(1, 7, 9), n_seeds=3, steps=12, checkpoints=[0, 3, 12], n_test=80, n_train=600,
              batch_size=16, device="cpu")
