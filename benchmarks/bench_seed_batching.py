@@ -1,11 +1,15 @@
-"""Seeds of the small CNN trained one after another (tasknb.trajectories.record_trajectories) vs all
-at once in one vmap over stacked weights (tasknb.batched_trajectories.record_trajectories_batched).
+"""Seeds of the small CNN trained one after another (record_trajectories(batched=False)) vs all at
+once in one vmap over stacked weights (record_trajectories(batched=True),
+tasknb.batched_trajectories.train_supervised_seeds_batched).
 
-Both record the same checkpoints on the same fixed test images; both are timed in this run, and
-their largest difference in recorded probabilities is printed (float reassociation, amplified by
-training as the run gets longer).
+Both record the same checkpoints on the same fixed test images; both are timed in this run (after
+a warm-up of each), and their largest difference in recorded probabilities is printed (float
+reassociation, amplified by training as the run gets longer).  ``--recipe paper`` trains with
+tasknb.trajectories.PAPER_RECIPE, ``--recipe adam`` with the Adam run of the first Part S chapters.
+``record_trajectories(batched="auto")`` picks the vmap only on CUDA, from what this measures.
 
     python benchmarks/bench_seed_batching.py [--seeds 8] [--steps 100] [--n-test 1000] [--batch 64]
+        [--recipe adam|paper] [--threads N]
 """
 from __future__ import annotations
 
@@ -13,11 +17,13 @@ import argparse
 import time
 
 import numpy as np
+import torch
 
-from tasknb.batched_trajectories import record_trajectories_batched
-from tasknb.device import describe_device
 from tasknb.data import load_task_images
-from tasknb.trajectories import record_trajectories
+from tasknb.device import describe_device
+from tasknb.trajectories import PAPER_RECIPE, record_trajectories
+
+RECIPES = {"adam": dict(optimizer="adam", lr=0.005), "paper": PAPER_RECIPE}
 
 
 def main(argv=None):
@@ -25,25 +31,32 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=8)
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--n-test", type=int, default=1000)
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=None, help="batch size (default: the recipe's, 64 for adam)")
     ap.add_argument("--readout", default="softmax", choices=["softmax", "imprint"])
+    ap.add_argument("--recipe", default="adam", choices=sorted(RECIPES))
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--device", default="auto")
     a = ap.parse_args(argv)
-    kw = dict(n_seeds=a.seeds, steps=a.steps, n_test=a.n_test, batch_size=a.batch, optimizer="adam", lr=0.005,
-              readout=a.readout, device=a.device)
+    if a.threads is not None:
+        torch.set_num_threads(a.threads)
+    kw = dict(RECIPES[a.recipe], n_seeds=a.seeds, steps=a.steps, n_test=a.n_test, readout=a.readout,
+              device=a.device)
+    if a.batch is not None:
+        kw["batch_size"] = a.batch
     load_task_images("fashion_mnist", "train", range(10))          # warm the loader cache for both
-    record_trajectories_batched(**{**kw, "steps": 2, "n_seeds": 2})  # warm-up (kernels, allocator)
+    for batched in (False, True):                                    # warm-up (kernels, allocator)
+        record_trajectories(**{**kw, "steps": 2, "n_seeds": 2}, batched=batched)
     t0 = time.perf_counter()
-    seq = record_trajectories(**kw)
+    seq = record_trajectories(**kw, batched=False)
     t1 = time.perf_counter()
-    bat = record_trajectories_batched(**kw)
+    bat = record_trajectories(**kw, batched=True)
     t2 = time.perf_counter()
-    print(f"device: {describe_device(a.device)}")
-    print(f"{a.seeds} seeds x {a.steps} steps (batch {a.batch}), {len(seq.steps)} checkpoints on N = {a.n_test}, "
-          f"readout {a.readout}")
+    print(f"device: {describe_device(a.device)}; recipe {a.recipe}")
+    print(f"{a.seeds} seeds x {a.steps} steps (batch {seq.config['batch_size']}, channels "
+          f"{tuple(seq.config['channels'])}), {len(seq.steps)} checkpoints on N = {a.n_test}, readout {a.readout}")
     print(f"sequential loop : {t1 - t0:7.2f} s")
     print(f"one vmap        : {t2 - t1:7.2f} s")
-    print(f"ratio           : {(t1 - t0) / (t2 - t1):7.2f}x   "
+    print(f"ratio loop/vmap : {(t1 - t0) / (t2 - t1):7.2f}x   "
           f"max |difference| of probabilities {np.abs(seq.probs - bat.probs).max():.1e}")
 
 

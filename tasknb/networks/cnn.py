@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..device import get_device
-from ..validation import check_choice, check_positive_int, check_seed
+from ..validation import check_bool, check_choice, check_positive_int, check_seed
 
 __all__ = ["SmallCNN", "init_cnn", "check_channels", "check_head_bias", "NORMS"]
 
@@ -41,9 +41,7 @@ def check_channels(channels) -> list[int]:
 
 def check_head_bias(head_bias) -> bool:
     """``head_bias`` must be True or False (not a number or a string)."""
-    if not isinstance(head_bias, bool):
-        raise ValueError(f"head_bias must be True or False, got {head_bias!r}")
-    return head_bias
+    return check_bool("head_bias", head_bias)
 
 
 class SmallCNN(nn.Module):
