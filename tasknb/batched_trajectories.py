@@ -61,7 +61,7 @@ def _stacked_predict(net, feat, params, buffers, pset, batch: int = 2048) -> tor
         logits = _vmapped(net, params, buffers, pset.X, batch)
         if logits.shape[-1] != pset.n_classes:
             raise ValueError(f"the model has {logits.shape[-1]} outputs but this prediction set has "
-                             f"{pset.n_classes} classes; use readout='imprint'")
+                             f"{pset.n_classes} classes; use a feature readout such as readout='prototype_ml'")
         p = torch.softmax(logits.double(), -1)
     else:
         f_imp = _vmapped(feat, params, buffers, pset.X_imprint, batch).double()

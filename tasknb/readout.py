@@ -539,7 +539,7 @@ class PredictionSet:
                                for i in range(0, len(self.X), batch)])
                 if p.shape[-1] != self.n_classes:
                     raise ValueError(f"the model has {p.shape[-1]} outputs but this prediction set has "
-                                     f"{self.n_classes} classes; use readout='imprint'")
+                                     f"{self.n_classes} classes; use a feature readout such as readout='prototype_ml'")
             else:
                 f_imp = torch.cat([model.features(self.X_imprint[i:i + batch]).double()
                                    for i in range(0, len(self.X_imprint), batch)])
@@ -564,7 +564,7 @@ class PredictionSet:
 
 
 def prediction_set(dataset: str = "fashion_mnist", classes=tuple(range(10)), n_test: int = 1000, *,
-                   readout: str = "softmax", n_imprint: int = 100, data_seed: int = 0,
+                   readout: str = "prototype_ml", n_imprint: int = 100, data_seed: int = 0,
                    device="auto") -> PredictionSet:
     """The fixed test images of ``classes`` (``n_test`` drawn once, with the seed
     ``data.data_draw_seed(data_seed, "test_images")``) and, for a feature readout (any of

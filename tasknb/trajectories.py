@@ -171,8 +171,9 @@ class RunConfig:
     dataset : "fashion_mnist" (default) or "digits" (upsampled to 28x28).
     classes : the task's dataset classes (>= 2 distinct in 0..9, default all ten); label c is
         dataset class classes[c] (``tasks.class_subset``).
-    n_seeds : int >= 1, default 3; seed k (labelled ``seed + k`` in ``seeds``) draws its
-        initialisation from ``init_seed(seed, k)`` and its batch order from ``batch_seed(seed, k)``.
+    n_seeds : int >= 1, default 5 (the paper's five seeds, App. A of S); seed k (labelled ``seed + k``
+        in ``seeds``) draws its initialisation from ``init_seed(seed, k)`` and its batch order from
+        ``batch_seed(seed, k)``.
     steps : int >= 1, default 300, optimizer steps.
     checkpoints : increasing distinct ints in [0, steps]; default ``default_checkpoints(steps)``
         (filled in at construction); 0 is the initialisation.  T = len(checkpoints).
@@ -180,21 +181,27 @@ class RunConfig:
         "test_images")``).
     n_train : int >= 1 or None (default: every training image of the classes), drawn with
         ``data_draw_seed(data_seed, "training_subset")``.
-    batch_size : int >= 1, default 64.   optimizer : "sgd" (default, with ``momentum``) or "adam".
-    lr : float > 0, default 0.05.   momentum : float >= 0, default 0.9 (SGD only).
-    weight_decay : float >= 0, default 0.
-    channels : (c1, c2) of the SmallCNN, default (8, 16).
-    nesterov : bool, default False; Nesterov momentum (needs optimizer "sgd" and momentum > 0).
-    schedule : "constant" (default) or "cosine" (:func:`make_schedule` over ``steps``).
-    norm : "none" (default), "layer" or "layer_conv1" (:class:`~tasknb.networks.cnn.SmallCNN`).
-    head_bias : bool, default True; False removes the bias of the final layer.
+
+    The training fields default to :data:`PAPER_RECIPE` (App. A of S at our scale):
+    batch_size : int >= 1, default 128.   optimizer : "sgd" (default) or "adam".
+    lr : float > 0, default 0.01.   momentum : float >= 0, default 0.9 (SGD only).
+    nesterov : bool or None (default): Nesterov momentum; None means the recipe's choice, True for
+        optimizer "sgd" with momentum > 0 and False otherwise (filled in at construction); an
+        explicit True needs optimizer "sgd" and momentum > 0.
+    schedule : "cosine" (default, :func:`make_schedule` over ``steps``) or "constant".
+    weight_decay : float >= 0, default 5e-4.
+    channels : (c1, c2) of the SmallCNN (the width), default (16, 32).
+    norm : "layer_conv1" (default), "layer" or "none" (:class:`~tasknb.networks.cnn.SmallCNN`).
+    head_bias : bool, default False (the paper's bias-free head); True adds a bias to the final layer.
     seed, data_seed : ints >= 0, default 0.
-    readout : one of ``tasknb.readout.READOUTS``: "softmax" (the network's own head over ``classes``)
-        or a feature readout on ``n_imprint`` training images per class of ``union_classes``:
-        "imprint" (eqs. 7-8 of S: imprinted heads), "imprint_ml", "prototype" or "prototype_ml"
-        (:func:`tasknb.readout.readout_probabilities`).
+    readout : one of ``tasknb.readout.READOUTS``: "prototype_ml" (default: class-mean prototypes with
+        a temperature fitted by maximum likelihood on the support set, unchanged by a rescaling or
+        a rotation of the features, :func:`tasknb.readout.readout_probabilities`), "prototype",
+        "imprint" (eqs. 7-8 of S at temperature 1), "imprint_ml", or "softmax" (the network's own head
+        over ``classes``).  Feature readouts use ``n_imprint`` training images per class of
+        ``union_classes`` as the support set.
     union_classes : classes of the prediction space, default ``classes`` (filled in at
-        construction); other classes need a feature readout (e.g. ``readout="imprint"``).
+        construction); other classes need a feature readout.
     n_imprint : int >= 1, default 100.
 
     Every field is checked in ``__post_init__`` (ValueError naming the field and what it accepts);
@@ -205,26 +212,26 @@ class RunConfig:
 
     dataset: str = "fashion_mnist"
     classes: tuple = tuple(range(10))
-    n_seeds: int = 3
+    n_seeds: int = 5
     steps: int = 300
     checkpoints: tuple | None = None
     n_test: int = 1000
     n_train: int | None = None
-    batch_size: int = 64
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    channels: tuple = (8, 16)
+    batch_size: int = PAPER_RECIPE["batch_size"]
+    optimizer: str = PAPER_RECIPE["optimizer"]
+    lr: float = PAPER_RECIPE["lr"]
+    momentum: float = PAPER_RECIPE["momentum"]
+    weight_decay: float = PAPER_RECIPE["weight_decay"]
+    channels: tuple = PAPER_RECIPE["channels"]
     seed: int = 0
     data_seed: int = 0
-    readout: str = "softmax"
+    readout: str = "prototype_ml"
     union_classes: tuple | None = None
     n_imprint: int = 100
-    nesterov: bool = False
-    schedule: str = "constant"
-    norm: str = "none"
-    head_bias: bool = True
+    nesterov: bool | None = None
+    schedule: str = PAPER_RECIPE["schedule"]
+    norm: str = PAPER_RECIPE["norm"]
+    head_bias: bool = PAPER_RECIPE["head_bias"]
 
     def __post_init__(self):
         check_choice("dataset", self.dataset, DATASETS)
@@ -239,11 +246,12 @@ class RunConfig:
         check_choice("norm", self.norm, NORMS)
         check_head_bias(self.head_bias)
         momentum = check_positive_real("momentum", self.momentum, allow_zero=True)
-        check_nesterov(self.nesterov, self.optimizer, momentum)
+        nesterov = (self.optimizer == "sgd" and momentum > 0) if self.nesterov is None else self.nesterov
+        nesterov = check_nesterov(nesterov, self.optimizer, momentum)
         union = classes if self.union_classes is None else check_int_sequence("union_classes", self.union_classes,
                                                                               0, 9)
         if self.readout == "softmax" and union != classes:
-            raise ValueError("union_classes needs readout='imprint' (a softmax head only predicts its own classes)")
+            raise ValueError("union_classes needs a feature readout such as readout='prototype_ml' (a softmax head only predicts its own classes)")
         if len(union) < 2:
             raise ValueError(f"union_classes must hold at least 2 distinct classes in 0..9, got {union}")
         normalised = dict(
@@ -251,7 +259,7 @@ class RunConfig:
             checkpoints=tuple(check_checkpoints(self.checkpoints, steps)),
             n_test=check_positive_int("n_test", self.n_test), n_train=n_train,
             batch_size=check_positive_int("batch_size", self.batch_size), lr=check_positive_real("lr", self.lr),
-            momentum=momentum,
+            momentum=momentum, nesterov=nesterov,
             weight_decay=check_positive_real("weight_decay", self.weight_decay, allow_zero=True),
             channels=tuple(check_channels(self.channels)), seed=check_seed("seed", self.seed),
             data_seed=check_seed("data_seed", self.data_seed), union_classes=tuple(union),
@@ -270,7 +278,8 @@ class RunConfig:
 
         Fields that were filled in by default follow what they were derived from: changing
         ``steps`` (``classes``) of a config whose checkpoints (union_classes) are the defaults
-        gives the new defaults, unless they are changed too."""
+        gives the new defaults, unless they are changed too; so does ``nesterov`` (the recipe's choice
+        for the optimizer) when ``optimizer`` or ``momentum`` changes."""
         _check_field_names(changes)
         changes = dict(changes)
         if ("steps" in changes and "checkpoints" not in changes
@@ -278,6 +287,9 @@ class RunConfig:
             changes["checkpoints"] = None
         if "classes" in changes and "union_classes" not in changes and self.union_classes == self.classes:
             changes["union_classes"] = None
+        if (({"optimizer", "momentum"} & set(changes)) and "nesterov" not in changes
+                and self.nesterov == (self.optimizer == "sgd" and self.momentum > 0)):
+            changes["nesterov"] = None
         return replace(self, **changes)
 
     def to_dict(self) -> dict:

@@ -33,7 +33,7 @@ def test_batched_is_deterministic():
 @pytest.mark.parametrize("kw, message", [
     ({"n_seeds": 0}, r"n_seeds must be an integer >= 1"),
     ({"optimizer": "lbfgs"}, r"optimizer must be one of 'sgd', 'adam'"),
-    ({"union_classes": range(10)}, r"union_classes needs readout='imprint'"),
+    ({"union_classes": range(10), "readout": "softmax"}, r"union_classes needs a feature readout"),
     ({"readout": "probe"}, r"readout must be one of 'softmax', 'imprint'"),
 ])
 def test_batched_validates_by_name(kw, message):

@@ -244,6 +244,6 @@ def test_run_config_accepts_the_feature_readouts():
     from tasknb.trajectories import RunConfig
 
     assert RunConfig(classes=(0, 1), readout="prototype_ml", union_classes=(0, 1, 2)).readout == "prototype_ml"
-    assert RunConfig().readout == "softmax"  # defaults unchanged
+    assert RunConfig().readout == "prototype_ml"  # the scale-free default
     with pytest.raises(ValueError, match="readout must be one of 'softmax', 'imprint', 'imprint_ml', 'prototype'"):
         RunConfig(readout="cosine")

@@ -11,7 +11,7 @@ from tasknb.readout import prediction_set, to_union_task
 from tasknb.trajectories import default_checkpoints, load_trajectories, record_trajectories, save_trajectories
 
 FAST = dict(classes=(1, 7, 9), n_seeds=2, steps=30, checkpoints=[0, 5, 30], n_test=120, n_train=1500,
-            batch_size=32, optimizer="adam", lr=0.01, device="cpu")
+            batch_size=32, optimizer="adam", lr=0.01, readout="softmax", device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -119,9 +119,9 @@ def test_imprint_readout_is_eq_8_on_the_backbone(union_set):
 
 
 def test_softmax_readout_refuses_a_head_of_the_wrong_size():
-    pset = prediction_set("fashion_mnist", (0, 1, 2, 3), 20, device="cpu")
+    pset = prediction_set("fashion_mnist", (0, 1, 2, 3), 20, readout="softmax", device="cpu")
     assert pset.predict(init_cnn(4, seed=0, device="cpu")).shape == (20, 4)
-    with pytest.raises(ValueError, match="use readout='imprint'"):
+    with pytest.raises(ValueError, match="use a feature readout"):
         pset.predict(init_cnn(10, seed=0, device="cpu"))
 
 
@@ -164,8 +164,8 @@ def test_imprint_record_trajectories_share_one_union_space():
     b = record_trajectories("fashion_mnist", (0, 2, 4, 6), **kw)
     assert a.probs.shape == b.probs.shape == (1, 2, 40, 10)
     assert np.array_equal(a.labels, b.labels) and a.classes == list(range(10))
-    with pytest.raises(ValueError, match="union_classes needs readout='imprint'"):
-        record_trajectories("fashion_mnist", (5, 7), n_seeds=1, steps=2, union_classes=range(10))
+    with pytest.raises(ValueError, match="union_classes needs a feature readout"):
+        record_trajectories("fashion_mnist", (5, 7), n_seeds=1, steps=2, union_classes=range(10), readout="softmax")
     with pytest.raises(ValueError, match="readout must be one of 'softmax', 'imprint'"):
         prediction_set(readout="probe")
 
@@ -180,10 +180,10 @@ def test_run_config_is_hashable_and_canonical():
                   channels=(4, 8))
     assert a == b and hash(a) == hash(b) and len({a, b}) == 1
     assert a.classes == (0, 2, 4) and a.union_classes == (0, 2, 4) and a.channels == (4, 8)
-    assert a.checkpoints == tuple(default_checkpoints(20)) and a.seeds == [0, 1, 2]
-    assert hash(a.replace(lr=0.01)) != hash(a) and a.replace(lr=0.01).lr == 0.01
+    assert a.checkpoints == tuple(default_checkpoints(20)) and a.seeds == [0, 1, 2, 3, 4]
+    assert hash(a.replace(lr=0.03)) != hash(a) and a.replace(lr=0.03).lr == 0.03
     d = a.to_dict()
-    assert d["classes"] == [0, 2, 4] and d["checkpoints"] == default_checkpoints(20) and d["n_seeds"] == 3
+    assert d["classes"] == [0, 2, 4] and d["checkpoints"] == default_checkpoints(20) and d["n_seeds"] == 5
     assert RunConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}) == a
 
 
@@ -205,7 +205,7 @@ def test_run_config_builder_merges_defaults_and_changes():
     (dict(batch_size=0), "batch_size"), (dict(optimizer="rmsprop"), "optimizer"), (dict(lr=0), "lr"),
     (dict(momentum=-1), "momentum"), (dict(weight_decay=-0.1), "weight_decay"), (dict(channels=(8,)), "channels"),
     (dict(seed=-1), "seed"), (dict(data_seed=1.5), "data_seed"), (dict(readout="argmax"), "readout"),
-    (dict(classes=[0, 1], union_classes=range(10)), "union_classes"), (dict(readout="imprint", union_classes=[11]), "union_classes"),
+    (dict(classes=[0, 1], union_classes=range(10), readout="softmax"), "union_classes"), (dict(readout="imprint", union_classes=[11]), "union_classes"),
     (dict(n_imprint=0), "n_imprint"),
 ])
 def test_run_config_rejects_bad_values_by_name(kw, name):
