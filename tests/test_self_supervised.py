@@ -1,20 +1,28 @@
 """tasknb.chapters.s6_contrastive_semisupervised: augmentations keep shape and range and are seeded, NT-Xent has the
 invariants of the SimCLR loss and matches a direct computation, FixMatch's mask respects the
-threshold, the recorders return one shared prediction space reproducibly, and bad inputs stop with
-a message naming the parameter."""
+threshold, the recorders use the paper's recipes (SimCLR: Adam), start every method of a seed from
+one network read through one prototype readout, augment the supervised baseline, record the mask
+rate, and reproduce; the protocol helpers pair seeds, share a grid every run covers and fit InPCA on
+the models alone; bad inputs stop with a message naming the parameter."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from tasknb.chapters.s6_contrastive_semisupervised import (ContrastiveNet, augment, fixmatch_loss, init_contrastive, nt_xent,
-                                    pseudo_labels, record_contrastive_trajectories,
-                                    record_fixmatch_trajectories)
+from tasknb.chapters.s6_contrastive_semisupervised import (ContrastiveNet, augment, fixmatch_loss, init_contrastive,
+                                                           inpca_picture, nt_xent, pseudo_labels,
+                                                           record_contrastive_trajectories,
+                                                           record_fixmatch_trajectories,
+                                                           record_supervised_trajectories, run_progress,
+                                                           seed_pair_distances, shared_grid, window_mean)
+from tasknb.geometry import bhattacharyya
 from tasknb.networks.cnn import init_cnn
-from tasknb.trajectories import record_trajectories
+from tasknb.trajectories import Trajectories
+from tasknb.trajectory_geometry import unfolded_progress
 
-FAST = dict(n_seeds=1, steps=6, checkpoints=[0, 3, 6], n_test=60, n_train=600, n_imprint=5, device="cpu")
+FAST = dict(n_seeds=2, steps=6, checkpoints=[0, 3, 6], n_test=60, n_train=600, n_imprint=5, channels=(4, 8),
+            device="cpu")
 
 
 def images(n=6, seed=0):
@@ -98,14 +106,18 @@ def test_nt_xent_validates():
         nt_xent(torch.ones(3), torch.ones(3))
 
 
-def test_contrastive_net_shapes_and_backbone_matches_init_cnn():
+def test_contrastive_backbone_matches_init_cnn_of_the_recipe():
     m = init_contrastive((4, 8), hidden=16, proj_dim=5, seed=2, device="cpu")
     x = images(3)
     assert isinstance(m, ContrastiveNet)
     assert m.features(x).shape == (3, 16 * 8) and m(x).shape == (3, 5)
-    # same seed -> same backbone as the supervised network: all methods start at one point
-    cnn = init_cnn(10, (4, 8), seed=2, device="cpu")
+    # same seed -> same backbone as the supervised network of the recipe (LayerNorm'd, bias-free)
+    cnn = init_cnn(10, (4, 8), seed=2, device="cpu", norm="layer_conv1", head_bias=False)
     torch.testing.assert_close(m.features(x), cnn.features(x))
+    assert m.backbone.head.bias is None
+    # layer-normalised features: mean 0, variance 1 per row (the readout sees directions)
+    f = m.features(x)
+    torch.testing.assert_close(f.mean(1), torch.zeros(3), atol=1e-5, rtol=0)
 
 
 # ----------------------------------------------------------------------------- FixMatch
@@ -140,37 +152,124 @@ def test_fixmatch_loss_is_supervised_when_nothing_passes_tau():
 def runs():
     sim = record_contrastive_trajectories(batch_size=16, **FAST)
     fm = record_fixmatch_trajectories(n_labelled=2, batch_size=8, mu=2, tau=0.5, **FAST)
-    sup = record_trajectories(classes=range(10), readout="imprint", union_classes=range(10), batch_size=16,
-                              steps=6, checkpoints=[0, 3, 6], n_seeds=1, n_test=60, n_train=600, n_imprint=5,
-                              device="cpu")
+    sup = record_supervised_trajectories(batch_size=16, **FAST)
     return sup, sim, fm
 
 
-def test_recorders_share_one_prediction_space(runs):
+def test_recorders_share_one_prediction_space_and_start(runs):
     sup, sim, fm = runs
-    for tr in (sim, fm):
-        assert tr.probs.shape == (1, 3, 60, 10) and tr.probs.dtype == np.float32
+    for tr in (sim, fm, sup):
+        assert tr.probs.shape == (2, 3, 60, 10) and tr.probs.dtype == np.float32
         assert np.abs(tr.probs.sum(-1) - 1).max() < 1e-5
         np.testing.assert_array_equal(tr.labels, sup.labels)
         assert list(tr.steps) == [0, 3, 6] and tr.classes == list(range(10))
-    # same seed -> same initial network read through the same imprinted head
-    np.testing.assert_allclose(sim.probs[0, 0], sup.probs[0, 0], atol=1e-6)
-    np.testing.assert_allclose(fm.probs[0, 0], sup.probs[0, 0], atol=1e-6)
+        assert tr.config["readout"] == "prototype_ml"
+    # seed k of every method starts from one network read through one readout (moved here from
+    # the notebook's Checks: it holds by construction)
+    np.testing.assert_allclose(sim.probs[:, 0], sup.probs[:, 0], atol=1e-6)
+    np.testing.assert_allclose(fm.probs[:, 0], sup.probs[:, 0], atol=1e-6)
+    assert not np.allclose(sup.probs[0, 0], sup.probs[1, 0])  # seeds start apart
     assert not np.allclose(sim.probs[0, -1], sup.probs[0, -1])  # training moved them apart
-    assert len(fm.config["mask_rate"][0]) == 6
+    assert np.array(fm.config["mask_rate"]).shape == (2, 6)
+
+
+def test_recipes_of_the_methods(runs):
+    sup, sim, fm = runs
+    assert sim.config["optimizer"] == "adam" and sim.config["lr"] == 1e-3  # App. A of S for SimCLR
+    for tr in (sup, fm):
+        assert tr.config["optimizer"] == "sgd" and tr.config["nesterov"] and tr.config["schedule"] == "cosine"
+        assert tr.config["norm"] == "layer_conv1" and tr.config["head_bias"] is False
+    assert sup.config["augment"] == "weak"
+
+
+def test_supervised_baseline_is_augmented():
+    """The weak views change the run: with max_shift 0 and no flip the run would equal the kernel's;
+    here it must differ from the un-augmented kernel run with the same streams."""
+    from tasknb.trajectories import record_trajectories
+    kw = {**FAST, "n_seeds": 1}
+    plain = record_trajectories(batch_size=16, **kw)
+    aug = record_supervised_trajectories(batch_size=16, **kw)
+    np.testing.assert_allclose(plain.probs[:, 0], aug.probs[:, 0], atol=1e-6)  # same start and batches
+    assert not np.allclose(plain.probs[:, -1], aug.probs[:, -1], atol=1e-4)
+
+
+def test_two_class_runs_read_on_the_ten_classes():
+    kw = {**FAST, "n_seeds": 1}
+    sim = record_contrastive_trajectories(batch_size=16, classes=(5, 7), union_classes=range(10), **kw)
+    sup = record_supervised_trajectories(batch_size=16, classes=(5, 7), union_classes=range(10), **kw)
+    for tr in (sim, sup):
+        assert tr.probs.shape == (1, 3, 60, 10) and tr.classes == list(range(10))
 
 
 def test_recorders_are_deterministic(runs):
     _, sim, fm = runs
     np.testing.assert_array_equal(record_contrastive_trajectories(batch_size=16, **FAST).probs, sim.probs)
-    np.testing.assert_array_equal(
-        record_fixmatch_trajectories(n_labelled=2, batch_size=8, mu=2, tau=0.5, **FAST).probs, fm.probs)
+    again = record_fixmatch_trajectories(n_labelled=2, batch_size=8, mu=2, tau=0.5, **FAST)
+    np.testing.assert_array_equal(again.probs, fm.probs)
+    assert again.config["mask_rate"] == fm.config["mask_rate"]
+
+
+def test_fixmatch_mask_rate_follows_tau():
+    kw = dict(n_labelled=2, batch_size=8, mu=2, **{**FAST, "n_seeds": 1})
+    assert np.all(np.array(record_fixmatch_trajectories(tau=0.0, **kw).config["mask_rate"]) == 1.0)
+    assert np.all(np.array(record_fixmatch_trajectories(tau=1.0, **kw).config["mask_rate"]) == 0.0)
+
+
+# ----------------------------------------------------------------------------- protocol helpers
+def test_seed_pair_distances_and_window_mean():
+    rng = np.random.default_rng(0)
+    a = rng.dirichlet(np.ones(3), size=(3, 4, 5))  # (K, G, N, C)
+    d = seed_pair_distances(a, a)
+    assert d.shape == (3, 4)
+    np.testing.assert_allclose(d[0], bhattacharyya(a[0], a[1]))
+    np.testing.assert_allclose(d[2], bhattacharyya(a[2], a[0]))
+    assert np.all(d > 0)
+    np.testing.assert_allclose(window_mean(d), d.mean(-1))
+    np.testing.assert_allclose(window_mean(d, 0, 1 / 3), d[:, :2].mean(-1))
+    with pytest.raises(ValueError, match="share"):
+        seed_pair_distances(a, a[:2])
+
+
+def synthetic_family(starts, ends, T=4, N=40, C=3, seed=0):
+    """Trajectories whose seeds move from near-uniform predictions towards the truth."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, C, N)
+    onehot = np.eye(C)[labels]
+    probs = []
+    for a, b in zip(starts, ends):
+        lam = np.linspace(a, b, T)[:, None, None]
+        probs.append((1 - lam) / C + lam * onehot)
+    probs = np.array(probs, dtype=np.float32)
+    return Trajectories(probs=probs, steps=np.arange(T), labels=labels, seeds=list(range(len(starts))),
+                        classes=list(range(C)), accuracy=np.ones((len(starts), T)), config={})
+
+
+def test_shared_grid_covers_every_run():
+    fams = {"a": synthetic_family([0.1, 0.2], [0.6, 0.7]), "b": synthetic_family([0.15, 0.05], [0.5, 0.9])}
+    grid, (lo, hi), re = shared_grid(fams, ["a", "b"], n_grid=5)
+    assert grid[0] == lo and grid[-1] == hi and lo < hi
+    assert re["a"].shape == (2, 5, 40, 3)
+    ranges = [(u[0], u[-1]) for tr in fams.values() for u in map(unfolded_progress, run_progress(tr))]
+    assert lo == max(r[0] for r in ranges) and hi == min(r[1] for r in ranges)
+    # every re-indexed point sits at its grid value of progress
+    from tasknb.geometry import progress
+    for k in range(2):
+        np.testing.assert_allclose(progress(re["b"][k], fams["b"].labels), grid, atol=1e-9)
+
+
+def test_inpca_picture_projects_reference_points(runs):
+    sup, sim, _ = runs
+    pic = inpca_picture({"a": sup, "b": sim}, ["a", "b"], k=3, n_null=2)
+    assert pic["X"]["a"].shape == (2, 3, 3) and pic["means"]["b"].shape == (3, 3)
+    assert pic["p0"].shape == (3,) and pic["null"].shape == (2,)
+    assert 0 <= pic["emb"].explained_stress <= 1
+    assert pic["emb"].coords.shape[0] == 12  # fitted on the 12 models alone
 
 
 @pytest.mark.parametrize("kw, match", [
     (dict(temperature=0), "temperature"), (dict(batch_size=1), "batch_size"), (dict(steps=0), "steps"),
     (dict(optimizer="rmsprop"), "optimizer"), (dict(dataset="cifar"), "dataset"), (dict(n_imprint=0), "n_imprint"),
-    (dict(checkpoints=[0, 9]), "checkpoints"),
+    (dict(checkpoints=[0, 9]), "checkpoints"), (dict(readout="softmax"), "readout"),
 ])
 def test_contrastive_validation(kw, match):
     with pytest.raises(ValueError, match=match):

@@ -34,16 +34,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import draw_per_class, training_images
-from ..device import generator, get_device
+from ..device import derived_seed, generator, get_device, stream
 from ..networks.cnn import SmallCNN, init_cnn
+from ..geometry import bhattacharyya, bhattacharyya_matrix, explained_stress_null, inpca, progress, reference_points
 from ..readout import prediction_set
-from ..trajectories import (RunConfig, Trajectories, batch_stream, make_optimizer, record_seeds, run_config,
-                           trajectories_from_probs)
+from ..trajectory_geometry import common_range, reindex_trajectory, unfolded_progress
+from ..trajectories import (RunConfig, Trajectories, batch_seed, batch_stream, make_optimizer, make_schedule,
+                           record_seeds, run_config, trajectories_from_probs)
 from ..validation import check_choice, check_positive_int, check_positive_real, check_real_in, check_seed
 
 __all__ = ["STRENGTHS", "augment", "ContrastiveNet", "init_contrastive", "nt_xent", "pseudo_labels",
-           "fixmatch_loss", "record_contrastive_trajectories", "record_fixmatch_trajectories", "CONTRASTIVE_DEFAULTS",
-           "FIXMATCH_DEFAULTS"]
+           "fixmatch_loss", "record_supervised_trajectories", "record_contrastive_trajectories",
+           "record_fixmatch_trajectories", "SIMCLR_DEFAULTS", "FIXMATCH_DEFAULTS", "PAIRS", "family_name",
+           "record_families", "run_progress", "shared_grid", "seed_pair_distances", "window_mean", "inpca_picture"]
 
 #: augmentation families accepted by :func:`augment`
 STRENGTHS = ("weak", "strong")
@@ -120,16 +123,17 @@ class ContrastiveNet(nn.Module):
     """A :class:`SmallCNN` backbone with a projection head, for SimCLR.
 
     ``features(x)``: (B, 1, 28, 28) -> (B, 16*c2), the backbone's penultimate features phi(x; w_1)
-    (what the imprinted readout of eq. 7 reads; the projection head is discarded, as in SimCLR);
-    ``forward(x)`` / ``project(x)``: (B, proj_dim), Linear(16*c2 -> hidden) - ReLU - Linear(hidden ->
-    proj_dim) on the features (the ``z`` of NT-Xent).
+    (layer-normalised with the recipe's ``norm``; what the readout reads; the projection head is
+    discarded, as in SimCLR); ``forward(x)`` / ``project(x)``: (B, proj_dim), Linear(16*c2 ->
+    hidden) - ReLU - Linear(hidden -> proj_dim) on the features (the ``z`` of NT-Xent).
     """
 
-    def __init__(self, channels=(8, 16), hidden: int = 64, proj_dim: int = 32):
+    def __init__(self, channels=(16, 32), hidden: int = 64, proj_dim: int = 32, *, norm: str = "layer_conv1",
+                 head_bias: bool = False):
         super().__init__()
         hidden = check_positive_int("hidden", hidden)
         proj_dim = check_positive_int("proj_dim", proj_dim)
-        self.backbone = SmallCNN(10, channels)
+        self.backbone = SmallCNN(10, channels, norm=norm, head_bias=head_bias)
         d = self.backbone.head.in_features
         self.projector = nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, proj_dim))
 
@@ -143,13 +147,15 @@ class ContrastiveNet(nn.Module):
         return self.project(x)
 
 
-def init_contrastive(channels=(8, 16), hidden: int = 64, proj_dim: int = 32, seed: int = 0,
-                     device="auto") -> ContrastiveNet:
-    """A :class:`ContrastiveNet` whose weights depend on ``seed`` only (drawn on the CPU, then moved)."""
+def init_contrastive(channels=(16, 32), hidden: int = 64, proj_dim: int = 32, seed: int = 0, device="auto", *,
+                     norm: str = "layer_conv1", head_bias: bool = False) -> ContrastiveNet:
+    """A :class:`ContrastiveNet` whose weights depend on ``seed`` only (drawn on the CPU, then
+    moved); its backbone is ``init_cnn(10, channels, seed, norm=norm, head_bias=head_bias)``, so a
+    SimCLR run starts from the same network as the other methods of that seed."""
     seed = check_seed("seed", seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = ContrastiveNet(channels, hidden, proj_dim)
+        model = ContrastiveNet(channels, hidden, proj_dim, norm=norm, head_bias=head_bias)
     return model.to(get_device(device))
 
 
@@ -221,65 +227,111 @@ def fixmatch_loss(model, x_l: torch.Tensor, y_l: torch.Tensor, x_weak: torch.Ten
 
 
 # ----------------------------------------------------------------------------- recorders
-#: run defaults of the two recorders (RunConfig fields; App. A of S trains both with Adam)
-CONTRASTIVE_DEFAULTS = dict(n_seeds=2, batch_size=128, optimizer="adam", lr=0.003, readout="imprint")
-FIXMATCH_DEFAULTS = dict(n_seeds=2, batch_size=32, optimizer="adam", lr=0.005, readout="imprint")
+#: SimCLR's run defaults over the recipe: App. A of S trains SimCLR with Adam at lr 1e-3 (the other
+#: fields -- cosine schedule, weight decay, width, norms -- stay those of PAPER_RECIPE)
+SIMCLR_DEFAULTS = dict(optimizer="adam", lr=1e-3)
+#: FixMatch and the augmented supervised baseline use PAPER_RECIPE unchanged (RunConfig's defaults)
+FIXMATCH_DEFAULTS: dict = {}
+
+#: purposes of this chapter's draws (tasknb.device.stream / derived_seed)
+_AUG = "s6.augment"
+_UNLABELLED = "s6.unlabelled_order"
+_LABELLED_SET = "s6.labelled_set"
 
 
-def _ten_class_run(config, defaults, changes) -> RunConfig:
-    """The RunConfig of a recorder that reads all ten classes through an imprinted head."""
-    c = run_config(config, defaults, **changes)
-    if c.classes != tuple(range(10)) or c.union_classes != tuple(range(10)):
-        raise ValueError(f"classes must be all ten classes 0..9 for this recorder, got {list(c.classes)}")
-    if c.readout != "imprint":
-        raise ValueError(f"readout must be 'imprint' (the networks are read through an imprinted head), "
-                         f"got {c.readout!r}")
-    if c.batch_size < 2:
-        raise ValueError(f"batch_size must be an integer >= 2, got {c.batch_size}")
-    return c
+def _check_batch_size(c: RunConfig, n: int, what: str) -> None:
+    if not 2 <= c.batch_size <= n:
+        raise ValueError(f"batch_size must be an integer in [2, {n}] ({what}), got {c.batch_size}")
+
+
+def _pset(c: RunConfig, dev):
+    if c.readout == "softmax":
+        raise ValueError("readout must be a feature readout such as 'prototype_ml' (SimCLR networks have no "
+                         "class head; every method is read the same way)")
+    return prediction_set(c.dataset, c.union_classes, c.n_test, readout=c.readout, n_imprint=c.n_imprint,
+                          data_seed=c.data_seed, device=dev)
+
+
+def _sgd_or_adam(model, c: RunConfig):
+    opt = make_optimizer(model.parameters(), c.optimizer, c.lr, c.momentum, c.weight_decay, c.nesterov)
+    return opt, make_schedule(opt, c.steps, c.schedule)
+
+
+def record_supervised_trajectories(config=None, *, device="auto", progress: bool = False, **changes) -> Trajectories:
+    """Cross-entropy training on weakly augmented images (the baseline of Result 5 of S, augmented
+    like FixMatch's labelled branch): ``kernel`` :func:`~tasknb.trajectories.train_supervised_seeds`
+    with every mini-batch passed through ``augment(x, "weak")`` first.
+
+    config / changes : a RunConfig or dataset name plus RunConfig fields (defaults RunConfig's, i.e.
+    PAPER_RECIPE); the task is ``classes`` (a SmallCNN with len(classes) outputs), read through
+    ``prediction_set(dataset, union_classes, n_test, readout, n_imprint, data_seed)`` (default
+    readout "prototype_ml").  Seed k: ``init_cnn(C, channels, init_seed(seed, k), norm, head_bias)``,
+    batches from ``batch_seed(seed, k)``, views from ``stream(seed, "s6.augment", 0, k)``.
+    Returns Trajectories (n_seeds, T, n_test, len(union_classes)).
+    """
+    c = run_config(config, {}, **changes)
+    dev = get_device(device)
+    Xtr, ytr = training_images(c.dataset, c.classes, c.n_train, c.data_seed)
+    _check_batch_size(c, len(Xtr), "the training-set size")
+    pset = _pset(c, dev)
+    Xtr, ytr = Xtr.to(dev), ytr.to(dev)
+
+    def build(k, s):
+        model = init_cnn(len(c.classes), c.channels, s, dev, norm=c.norm, head_bias=c.head_bias)
+        opt, sched = _sgd_or_adam(model, c)
+        batches = batch_stream(len(ytr), c.batch_size, batch_seed(c.seed, k))
+        g_aug = stream(c.seed, _AUG, 0, k)
+
+        def train_step(_step):
+            b = next(batches).to(dev)
+            loss = F.cross_entropy(model(augment(Xtr[b], "weak", generator_=g_aug)), ytr[b])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return model, train_step, sched
+
+    probs, _ = record_seeds(build, c.n_seeds, c.steps, c.checkpoints, pset, seed=c.seed, progress=progress,
+                            desc=f"supervised {list(c.classes) if len(c.classes) < 10 else 'all'}")
+    return trajectories_from_probs(probs, c.checkpoints, pset, c.seeds,
+                                   dict(method="supervised", augment="weak", **c.to_dict()))
 
 
 def record_contrastive_trajectories(config=None, *, temperature: float = 0.5, hidden: int = 64, proj_dim: int = 32,
                                     device="auto", progress: bool = False, **changes) -> Trajectories:
-    """Train the SimCLR networks of a run on unlabelled images; record them through the imprinted
-    readout over the ten classes (Result 5 and App. B of S).
+    """Train SimCLR networks on the unlabelled images of ``classes``; record them through the shared
+    feature readout over ``union_classes`` (Result 5, Result 7 / App. B of S).
 
-    Each step draws ``batch_size`` training images (labels never used), makes two "strong" views
-    of each (:func:`augment`), and takes an optimizer step on :func:`nt_xent` of their projections.
-    Checkpoints are read through ``prediction_set(dataset, range(10), n_test, readout="imprint",
-    n_imprint=n_imprint, data_seed=data_seed)``, the same set as the supervised baseline
-    ``record_trajectories(..., readout="imprint", union_classes=range(10))`` with the same
-    ``n_test``, ``n_imprint`` and ``data_seed``; the n_imprint labelled images per class are the
-    only labels involved, and only in the readout.
+    Each step draws ``batch_size`` training images of ``classes`` (labels never used), makes two
+    "strong" views of each (:func:`augment`) and takes an optimizer step on :func:`nt_xent` of
+    their projections.  Checkpoints are read through ``prediction_set(dataset, union_classes,
+    n_test, readout, n_imprint, data_seed)`` -- the same set as the other recorders with the same
+    fields; its n_imprint labelled images per class are the only labels involved, in the readout.
 
-    config : a :class:`~tasknb.trajectories.RunConfig` or the dataset name; RunConfig fields as
-        keywords fill in or replace its fields, defaults ``CONTRASTIVE_DEFAULTS`` (2 seeds, batch
-        128, Adam as in App. A, lr 0.003, readout "imprint") over RunConfig's.  classes must be all
-        ten; batch_size >= 2; seed k uses ``seed + k`` for the weights, the batch order and the
-        views; n_train images drawn with ``data_seed + 1`` (default all 60,000).
+    config / changes : RunConfig fields over ``SIMCLR_DEFAULTS`` (Adam, lr 1e-3, App. A of S) over
+    RunConfig's (PAPER_RECIPE: cosine schedule, weight decay 5e-4, width, norms).  ``classes`` may
+    be any subset (Result 7 trains on two-class subsets) and ``union_classes`` any superset.
+    Seed k: backbone ``init_cnn(10, channels, init_seed(seed, k), ...)`` (projection head drawn
+    after it), batches from ``batch_seed(seed, k)``, views from ``stream(seed, "s6.augment", 1, k)``.
     temperature > 0 (default 0.5); hidden, proj_dim: projection head sizes.
 
-    Returns Trajectories with probs (n_seeds, T, n_test, 10) float32.
+    Returns Trajectories (n_seeds, T, n_test, len(union_classes)).
     """
-    c = _ten_class_run(config, CONTRASTIVE_DEFAULTS, changes)
+    c = run_config(config, SIMCLR_DEFAULTS, **changes)
     temperature = check_positive_real("temperature", temperature)
     hidden = check_positive_int("hidden", hidden)
     proj_dim = check_positive_int("proj_dim", proj_dim)
     dev = get_device(device)
-    dataset, classes, channels, batch_size = c.dataset, list(c.classes), c.channels, c.batch_size
     config_dict = dict(method="simclr", temperature=temperature, hidden=hidden, proj_dim=proj_dim, **c.to_dict())
-    Xtr, _ = training_images(dataset, classes, c.n_train, c.data_seed)
-    if batch_size > len(Xtr):
-        raise ValueError(f"batch_size must be an integer in [2, {len(Xtr)}] (the training-set size), got {batch_size}")
-    pset = prediction_set(dataset, classes, c.n_test, readout="imprint", n_imprint=c.n_imprint,
-                          data_seed=c.data_seed, device=dev)
+    Xtr, _ = training_images(c.dataset, c.classes, c.n_train, c.data_seed)
+    _check_batch_size(c, len(Xtr), "the training-set size")
+    pset = _pset(c, dev)
     Xtr = Xtr.to(dev)
 
-    def build(_k, s):
-        model = init_contrastive(channels, hidden, proj_dim, s, dev)
-        opt = make_optimizer(model.parameters(), c.optimizer, c.lr, c.momentum, c.weight_decay)
-        batches = batch_stream(len(Xtr), batch_size, s)
-        g_aug = generator(s + 7919)
+    def build(k, s):
+        model = init_contrastive(c.channels, hidden, proj_dim, s, dev, norm=c.norm, head_bias=c.head_bias)
+        opt, sched = _sgd_or_adam(model, c)
+        batches = batch_stream(len(Xtr), c.batch_size, batch_seed(c.seed, k))
+        g_aug = stream(c.seed, _AUG, 1, k)
 
         def train_step(_step):
             x = Xtr[next(batches).to(dev)]
@@ -288,65 +340,59 @@ def record_contrastive_trajectories(config=None, *, temperature: float = 0.5, hi
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        return model, train_step
+        return model, train_step, sched
 
     probs, _ = record_seeds(build, c.n_seeds, c.steps, c.checkpoints, pset, seed=c.seed, progress=progress,
-                            desc="SimCLR seeds")
+                            desc=f"SimCLR {list(c.classes) if len(c.classes) < 10 else 'all'}")
     return trajectories_from_probs(probs, c.checkpoints, pset, c.seeds, config_dict)
 
 
-def record_fixmatch_trajectories(config=None, *, n_labelled: int = 30, mu: int = 3, tau: float = 0.95,
+def record_fixmatch_trajectories(config=None, *, n_labelled: int = 25, mu: int = 3, tau: float = 0.95,
                                  lambda_u: float = 1.0, device="auto", progress: bool = False,
                                  **changes) -> Trajectories:
-    """Train ``n_seeds`` FixMatch networks (a SmallCNN with a ten-class head) from ``n_labelled``
-    labelled images per class plus the unlabelled training images; record them through the
-    imprinted readout over the ten classes (Result 5 of S).
+    """Train FixMatch networks (a SmallCNN with a head over ``classes``) from ``n_labelled``
+    labelled images per class plus the unlabelled training images; record them through the shared
+    feature readout (Result 5 of S).
 
-    The labelled set (10 x n_labelled images, drawn with ``data_seed + 3`` from the training images)
-    is fixed; the unlabelled set is every training image (labels dropped), as in FixMatch.  Each
-    step: ``batch_size`` labelled images (weak views), ``mu * batch_size`` unlabelled images with a
-    weak and a strong view each (:func:`augment`), one optimizer step on :func:`fixmatch_loss`
-    with threshold ``tau`` (in [0, 1], default 0.95) and weight ``lambda_u`` (>= 0, default 1).
+    The labelled set (n_labelled images per class, drawn from the training images with
+    ``stream(data_seed, "s6.labelled_set")``) is fixed; the unlabelled set is every training
+    image (labels dropped), as in FixMatch.  Each step: ``batch_size`` labelled images (weak
+    views), ``mu * batch_size`` unlabelled images with a weak and a strong view each
+    (:func:`augment`), one optimizer step on :func:`fixmatch_loss` with threshold ``tau`` (in
+    [0, 1]) and weight ``lambda_u`` (>= 0).  ``config["mask_rate"]`` (n_seeds, steps) is the
+    fraction of unlabelled images whose weak-view confidence reaches tau at every step.
 
-    Reading: as :func:`record_contrastive_trajectories` (imprinted head from n_imprint images per
-    class, the same prediction set as the supervised baseline), so the three methods share one
-    space.  ``config["mask_rate"]`` (n_seeds, steps) records the fraction of unlabelled images
-    above the threshold at every step.
+    config / changes : RunConfig fields over ``FIXMATCH_DEFAULTS`` (PAPER_RECIPE, SGD-Nesterov and
+    cosine, as App. A of S trains its CIFAR models).  Seed k: ``init_cnn(C, channels, init_seed(seed,
+    k), ...)``, labelled batches from ``batch_seed(seed, k)``, unlabelled batches from
+    ``stream(seed, "s6.unlabelled_order", k)``, views from ``stream(seed, "s6.augment", 2, k)``.
 
-    config : a :class:`~tasknb.trajectories.RunConfig` or the dataset name; RunConfig fields as
-    keywords fill in or replace its fields, defaults ``FIXMATCH_DEFAULTS`` (2 seeds, batch 32, Adam,
-    lr 0.005, readout "imprint") over RunConfig's; classes must be all ten, batch_size >= 2.
-
-    Returns Trajectories with probs (n_seeds, T, n_test, 10) float32.
+    Returns Trajectories (n_seeds, T, n_test, len(union_classes)).
     """
-    c = _ten_class_run(config, FIXMATCH_DEFAULTS, changes)
+    c = run_config(config, FIXMATCH_DEFAULTS, **changes)
     n_labelled = check_positive_int("n_labelled", n_labelled)
     mu = check_positive_int("mu", mu)
     tau = check_real_in("tau", tau, 0.0, 1.0)
     lambda_u = check_positive_real("lambda_u", lambda_u, allow_zero=True)
     dev = get_device(device)
-    dataset, classes, channels, batch_size, n_seeds, steps = (c.dataset, list(c.classes), c.channels, c.batch_size,
-                                                              c.n_seeds, c.steps)
-    Xtr, ytr = training_images(dataset, classes, c.n_train, c.data_seed)
-    g = generator(c.data_seed + 3)
-    lab = draw_per_class(ytr, classes, n_labelled, g, "n_labelled")
+    Xtr, ytr = training_images(c.dataset, c.classes, c.n_train, c.data_seed)
+    lab = draw_per_class(ytr, range(len(c.classes)), n_labelled, stream(c.data_seed, _LABELLED_SET), "n_labelled",
+                         shown=c.classes)
     Xl, yl = Xtr[lab].to(dev), ytr[lab].to(dev)
-    if batch_size > len(yl):
-        raise ValueError(f"batch_size must be an integer in [2, {len(yl)}] (10 x n_labelled), got {batch_size}")
-    if mu * batch_size > len(Xtr):
-        raise ValueError(f"mu * batch_size must be at most {len(Xtr)} (the training-set size), got {mu * batch_size}")
+    _check_batch_size(c, len(yl), "len(classes) x n_labelled")
+    if mu * c.batch_size > len(Xtr):
+        raise ValueError(f"mu * batch_size must be at most {len(Xtr)} (the training-set size), got {mu * c.batch_size}")
     Xu = Xtr.to(dev)
-    pset = prediction_set(dataset, classes, c.n_test, readout="imprint", n_imprint=c.n_imprint,
-                          data_seed=c.data_seed, device=dev)
+    pset = _pset(c, dev)
     config_dict = dict(method="fixmatch", n_labelled=n_labelled, mu=mu, tau=tau, lambda_u=lambda_u, **c.to_dict())
-    mask_rate = np.zeros((n_seeds, steps))
+    mask_rate = np.zeros((c.n_seeds, c.steps))
 
     def build(k, s):
-        model = init_cnn(10, channels, s, dev)
-        opt = make_optimizer(model.parameters(), c.optimizer, c.lr, c.momentum, c.weight_decay)
-        lab_batches = batch_stream(len(yl), batch_size, s)
-        unl_batches = batch_stream(len(Xu), mu * batch_size, s + 104729)
-        g_aug = generator(s + 7919)
+        model = init_cnn(len(c.classes), c.channels, s, dev, norm=c.norm, head_bias=c.head_bias)
+        opt, sched = _sgd_or_adam(model, c)
+        lab_batches = batch_stream(len(yl), c.batch_size, batch_seed(c.seed, k))
+        unl_batches = batch_stream(len(Xu), mu * c.batch_size, derived_seed(c.seed, _UNLABELLED, k))
+        g_aug = stream(c.seed, _AUG, 2, k)
 
         def train_step(step):
             b = next(lab_batches).to(dev)
@@ -358,9 +404,109 @@ def record_fixmatch_trajectories(config=None, *, n_labelled: int = 30, mu: int =
             loss.backward()
             opt.step()
             mask_rate[k, step] = rate
-        return model, train_step
+        return model, train_step, sched
 
-    probs, _ = record_seeds(build, n_seeds, steps, c.checkpoints, pset, seed=c.seed, progress=progress,
-                            desc="FixMatch seeds")
+    probs, _ = record_seeds(build, c.n_seeds, c.steps, c.checkpoints, pset, seed=c.seed, progress=progress,
+                            desc="FixMatch")
     config_dict["mask_rate"] = mask_rate.tolist()
     return trajectories_from_probs(probs, c.checkpoints, pset, c.seeds, config_dict)
+
+
+# ----------------------------------------------------------------------------- the chapter's protocol
+#: Result 7's two-class subsets of Fashion-MNIST (disjoint pairs, in place of S's airplane-automobile,
+#: bird-cat and ship-truck): sandal-sneaker, pullover-coat, trouser-bag
+PAIRS = ((5, 7), (2, 4), (1, 8))
+
+
+def family_name(method: str, classes=None) -> str:
+    """"SimCLR", "SimCLR (5, 7)", "supervised (5, 7)", ...: a family's key in :func:`record_families`."""
+    return method if classes is None or len(classes) == 10 else f"{method} {tuple(int(c) for c in classes)}"
+
+
+def record_families(*, pairs=PAIRS, supervised_pair=0, shared: dict, simclr: dict, fixmatch: dict,
+                    supervised: dict | None = None, progress: bool = False, device="auto") -> dict:
+    """Every run of the chapter, all read through one prediction set over the ten classes.
+
+    Result 5: "supervised", "SimCLR", "FixMatch" on all ten classes.  Result 7: "SimCLR (a, b)" on
+    each pair of ``pairs`` and "supervised (a, b)" on ``pairs[supervised_pair]``.
+    ``shared``: RunConfig fields of every run (n_seeds, steps, checkpoints, n_test, n_train,
+    n_imprint, channels, seed, ...); ``simclr`` / ``fixmatch`` / ``supervised``: the fields and
+    knobs of each method (batch_size, temperature, tau, mu, ...).  Returns {name: Trajectories}.
+    """
+    supervised = dict(supervised or {})
+    ten = dict(union_classes=tuple(range(10)))
+    runs = {
+        "supervised": record_supervised_trajectories(**shared, **supervised, **ten, device=device, progress=progress),
+        "SimCLR": record_contrastive_trajectories(**shared, **simclr, **ten, device=device, progress=progress),
+        "FixMatch": record_fixmatch_trajectories(**shared, **fixmatch, **ten, device=device, progress=progress),
+    }
+    for pair in pairs:
+        runs[family_name("SimCLR", pair)] = record_contrastive_trajectories(
+            **shared, **simclr, classes=tuple(pair), **ten, device=device, progress=progress)
+    pair = pairs[supervised_pair]
+    runs[family_name("supervised", pair)] = record_supervised_trajectories(
+        **shared, **supervised, classes=tuple(pair), **ten, device=device, progress=progress)
+    return runs
+
+
+def run_progress(tr: Trajectories) -> np.ndarray:
+    """Progress t_w (eq. 4 of S) of every checkpoint of every seed -> (n_seeds, T)."""
+    S, T, N, C = tr.probs.shape
+    return progress(tr.probs.reshape(S * T, N, C).astype(np.float64), tr.labels).reshape(S, T)
+
+
+def shared_grid(runs: dict, names, n_grid: int = 30, device=None):
+    """Re-index every seed of the families ``names`` on ONE grid of unfolded progress: the common
+    range of all their seeds (``trajectory_geometry.common_range``; runs that go back in progress
+    keep every checkpoint).  Returns (grid (G,), (lo, hi), {name: (K, G, N, C) float64})."""
+    names = list(names)
+    u = {m: [unfolded_progress(t) for t in run_progress(runs[m])] for m in names}
+    lo, hi = common_range(*[x for m in names for x in u[m]])
+    grid = np.linspace(lo, hi, n_grid)
+    out = {m: np.stack([reindex_trajectory(runs[m].probs[k].astype(np.float64), grid,
+                                           progress_values=run_progress(runs[m])[k], device=device)
+                        for k in range(len(u[m]))]) for m in names}
+    return grid, (lo, hi), out
+
+
+def seed_pair_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """d_B (eq. 2) between seed k of family ``a`` and seed k+1 (mod K) of family ``b`` at every grid
+    value: a, b (K, G, N, C) -> (K, G).  Seed k of every method starts from the same network, so
+    pairing k with k+1 compares runs of different initialisations both for a cross-family pair and
+    for the seed null (``b`` = ``a``)."""
+    if a.shape != b.shape:
+        raise ValueError(f"families must share (K, G, N, C), got {a.shape} and {b.shape}")
+    if a.shape[0] < 2:
+        raise ValueError("seed pairs need at least 2 seeds per family")
+    return bhattacharyya(a, np.roll(b, -1, axis=0))
+
+
+def window_mean(d: np.ndarray, lo_frac: float = 0.0, hi_frac: float = 1.0) -> np.ndarray:
+    """Mean over the grid values in the fraction [lo_frac, hi_frac] of the grid: (K, G) -> (K,)."""
+    G = d.shape[-1]
+    i0, i1 = int(round(lo_frac * (G - 1))), int(round(hi_frac * (G - 1)))
+    return d[..., i0:i1 + 1].mean(-1)
+
+
+def inpca_picture(runs: dict, names, k: int = 3, n_null: int = 10, seed: int = 0):
+    """InPCA (eqs. 9-11) fitted on the checkpoints of the families ``names`` alone; P_0, P_* and
+    each family's mean trajectory (mean over seeds at each checkpoint, App. G) placed with
+    ``InPCA.project``.  Returns dict(emb, X {name: (K, T, k)}, means {name: (T, k)}, p0, pstar,
+    null (n_null,) explained_stress_null of the same models)."""
+    names = list(names)
+    labels = runs[names[0]].labels
+    P = np.concatenate([runs[m].probs.reshape(-1, *runs[m].probs.shape[2:]) for m in names]).astype(np.float64)
+    emb = inpca(bhattacharyya_matrix(P), k=k)
+    sizes = [runs[m].probs.shape[:2] for m in names]
+    X, start = {}, 0
+    for m, (S, T) in zip(names, sizes):
+        X[m] = emb.coords[start:start + S * T].reshape(S, T, k)
+        start += S * T
+    P0, Pstar = reference_points(labels, runs[names[0]].probs.shape[-1])
+    means = np.stack([runs[m].probs.astype(np.float64).mean(0) for m in names])  # (F, T, N, C)
+    new = np.concatenate([P0[None], Pstar[None], means.reshape(-1, *means.shape[2:])])
+    Y = emb.project(bhattacharyya_matrix(new, P))
+    T = sizes[0][1]
+    return dict(emb=emb, X=X, p0=Y[0], pstar=Y[1],
+                means={m: Y[2 + i * T:2 + (i + 1) * T] for i, m in enumerate(names)},
+                null=explained_stress_null(P, k, n_null=n_null, seed=seed))
