@@ -15,8 +15,8 @@ from tasknb.chapters.s7_finetuning_from_checkpoints import (
 from tasknb.geometry import bhattacharyya, progress
 from tasknb.networks.cnn import init_cnn
 
-PRE = dict(steps=20, checkpoints=[0, 5, 20], n_seeds=2, n_test=100, n_train=300, batch_size=16,
-           channels=(4, 8), n_imprint=10, device="cpu")
+PRE = dict(steps=20, checkpoints=[0, 5, 20], n_seeds=2, n_test=100, n_train=200, batch_size=16,
+           channels=(4, 8), n_imprint=5, device="cpu")
 FT = dict(subtasks=((2, 4), (5, 7)), start_steps=[0, 20], steps=6, checkpoints=[0, 3, 6], batch_size=8,
           seed=3, device="cpu")
 
