@@ -275,8 +275,7 @@ def finetune_from_checkpoints(
     start_steps : pre-training checkpoints to start from (each in ``pre.steps``), default all.
     steps : int >= 1, default 150 fine-tuning steps.
     checkpoints : increasing ints in [0, steps] starting with 0, default ``default_checkpoints(steps, 8)``.
-    batch_size : default that of pre-training (capped by the sub-task's training images? no: an
-        error if larger).
+    batch_size : default that of pre-training; at most the sub-task's number of training images.
     optimizer : "sgd" (default: the paper's, SGD-Nesterov with the pre-training momentum) or
         "adam" (the control).  lr : default the pre-training lr for "sgd", 1e-3 for "adam".
     weight_decay, schedule : default those of pre-training (the schedule runs over ``steps``).
