@@ -175,10 +175,14 @@ def record_task_family(tasks: dict, union_classes=None, *, config=None, shared_i
     bar = progress_bar(len(names), "training tasks", progress)
     probs, accuracy, seeds = [], [], []
     labels = steps_out = None
+    counts = None
+    if base.n_train is not None:  # training images per union class, loaded once for every task
+        y_union = np.asarray(load_task_images(base.dataset, "train", union)[1])
+        counts = {c: int((y_union == j).sum()) for j, c in enumerate(union)}
     for i, name in enumerate(names):
         nt = base.n_train
         if nt is not None:
-            nt = min(nt, len(load_task_images(base.dataset, "train", tasks[name])[1]))
+            nt = min(nt, sum(counts[c] for c in tasks[name]))
         s0 = task_seed(base.seed, i, shared_init)
         run = base.replace(classes=tasks[name], union_classes=base.union_classes, n_train=nt, seed=s0)
         tr = record_trajectories(run, device=device)
