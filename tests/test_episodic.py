@@ -1,6 +1,8 @@
 """tasknb.chapters.s5_episodic_training: episodes hold the documented classes and shapes and are reproducible for a seed;
-the prototypical loss has the invariances of a clustering loss; recorded episodic runs live in the
-same prediction space as a supervised run read through the same imprinted head; bad inputs stop
+the prototypical loss has the invariances of a clustering loss; recorded episodic runs use the paper's
+recipe and live in the same prediction space as a supervised run read through the same readout;
+k-way tasks are seeded and paired by task index; the length, end-distance, radius and InPCA
+pieces of the protocol do what they say on synthetic runs; bad inputs stop
 with a message naming the parameter."""
 import math
 
@@ -8,10 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from tasknb.chapters.s5_episodic_training import (episode_stream, prototypical_loss, record_episodic_trajectories,
-                                                  sample_episode)
+from tasknb.chapters.s5_episodic_training import (compare_ends, distance_to_truth, episode_seed, episode_stream,
+                                                  inpca_picture, kway_tasks, pair_radii, prototypical_loss,
+                                                  record_episodic_trajectories, record_kway_tasks, run_lengths,
+                                                  run_progress, sample_episode)
+from tasknb.geometry import bhattacharyya_matrix, reference_points, riemann_length
 from tasknb.readout import prototypes, prototypical_logits
-from tasknb.trajectories import record_trajectories
+from tasknb.trajectories import Trajectories, batch_seed, init_seed, record_trajectories
 
 LABELS = torch.arange(6).repeat_interleave(20)  # 6 classes x 20 images, class-sorted
 
@@ -96,7 +101,7 @@ def test_validation_errors_name_the_parameter():
 
 
 TINY = dict(steps=12, checkpoints=[0, 6, 12], n_seeds=2, n_test=60, n_train=600, n_imprint=10,
-            optimizer="adam", lr=0.01, device="cpu", union_classes=range(10))
+            device="cpu", union_classes=range(10))
 
 
 @pytest.fixture(scope="module")
@@ -108,15 +113,107 @@ def test_recorded_shapes_and_determinism(epi):
     assert epi.probs.shape == (2, 3, 60, 10) and epi.probs.dtype == np.float32
     assert np.abs(epi.probs.sum(-1) - 1).max() < 1e-5 and list(epi.steps) == [0, 6, 12]
     assert epi.config["method"] == "prototypical" and epi.config["way"] == 2 and epi.seeds == [0, 1]
+    # the paper's recipe and the scale-free readout are the defaults
+    assert epi.config["optimizer"] == "sgd" and epi.config["nesterov"] and epi.config["schedule"] == "cosine"
+    assert epi.config["norm"] == "layer_conv1" and epi.config["readout"] == "prototype_ml"
     again = record_episodic_trajectories(way=2, shot=3, query=4, **{**TINY, "n_seeds": 1})
     np.testing.assert_array_equal(again.probs[0], epi.probs[0])
     assert not np.allclose(epi.probs[0, -1], epi.probs[0, 0])    # training moved the model
     assert not np.allclose(epi.probs[0, -1], epi.probs[1, -1])   # seeds differ
 
 
+def test_episode_streams_are_their_own():
+    seeds = {episode_seed(0, 0), episode_seed(0, 1), episode_seed(1, 0), init_seed(0, 0), batch_seed(0, 0)}
+    assert len(seeds) == 5
+
+
 def test_same_prediction_space_and_start_as_supervised(epi):
-    sup = record_trajectories("fashion_mnist", range(10), readout="imprint", batch_size=16, **TINY)
+    # by construction (moved here from the notebook): seed k of every method starts from one network
+    sup = record_trajectories("fashion_mnist", range(10), batch_size=16, **TINY)
     np.testing.assert_array_equal(sup.labels, epi.labels)
-    # same seed -> same backbone initialisation -> the same point of prediction space at step 0
     np.testing.assert_allclose(sup.probs[:, 0], epi.probs[:, 0], atol=1e-6)
     assert not np.allclose(sup.probs[:, -1], epi.probs[:, -1], atol=1e-3)
+    with pytest.raises(ValueError, match="readout"):
+        record_episodic_trajectories(way=2, readout="softmax", **TINY)
+
+
+def test_kway_tasks_are_distinct_seeded_subsets():
+    t = kway_tasks([2, 4, 7], 5, seed=3)
+    assert sorted(t) == [2, 4, 7]
+    for k, tasks in t.items():
+        assert len(tasks) == 5 and len(set(tasks)) == 5
+        assert all(len(c) == k and len(set(c)) == k and list(c) == sorted(c) and 0 <= min(c) and max(c) <= 9
+                   for c in tasks)
+    assert kway_tasks([2, 4, 7], 5, seed=3) == t and kway_tasks([2, 4, 7], 5, seed=4) != t
+    assert kway_tasks([4], 5, seed=3)[4] == t[4]          # a way's draw does not depend on the others
+    with pytest.raises(ValueError, match="n_tasks"):
+        kway_tasks([9], 11, seed=0)
+    with pytest.raises(ValueError, match="ways"):
+        kway_tasks([10], 2, seed=0)
+
+
+def test_record_kway_tasks_start_together_and_differ_by_their_classes(epi):
+    tasks = {2: [(0, 1), (2, 3)], 3: [(0, 1, 2), (4, 5, 6)]}
+    out = record_kway_tasks(tasks, **TINY)
+    assert out[2].probs.shape == (2, 3, 60, 10) and out[3].config["tasks"] == [[0, 1, 2], [4, 5, 6]]
+    # every task starts from seed 0's network (the start of every method's seed 0), read on ten classes
+    for k in tasks:
+        np.testing.assert_allclose(out[k].probs[:, 0], epi.probs[[0, 0], 0], atol=1e-6)
+    # ... and training on different classes moves them apart
+    assert not np.allclose(out[2].probs[0, -1], out[2].probs[1, -1], atol=1e-4)
+
+
+WALK_LABELS = np.random.default_rng(0).integers(0, 3, 30)
+
+
+def _noisy_walk(T, N=30, C=3, jitter=0.3, seed=0):
+    """A run drifting from near-uniform towards the truth of WALK_LABELS, with jitter."""
+    rng = np.random.default_rng(seed)
+    drift = np.linspace(0, 3, T)[:, None, None] * np.eye(C)[WALK_LABELS[:N]][None]
+    logits = drift + jitter * rng.standard_normal((T, N, C))
+    p = np.exp(logits)
+    return p / p.sum(-1, keepdims=True)
+
+
+def test_dense_recording_lengthens_the_chord_sum():
+    # eq. (6) sums chords: on a jittery curve every extra checkpoint adds the jitter between two of them
+    walk = _noisy_walk(65)
+    L = [riemann_length(walk[::f]) for f in (1, 2, 4, 8)]
+    assert L[0] > L[1] > L[2] > L[3]
+    smooth = _noisy_walk(65, jitter=0.0)
+    Ls = [riemann_length(smooth[::f]) for f in (1, 8)]
+    assert abs(Ls[0] - Ls[1]) < 0.1 * Ls[0] < L[0] - L[3]
+
+
+def test_run_lengths_and_ends_on_synthetic_runs():
+    walk = np.stack([_noisy_walk(9, seed=s) for s in range(3)])          # (3, 9, 30, 3)
+    lab = WALK_LABELS
+    tr = Trajectories(probs=walk.astype(np.float32), steps=np.arange(9), labels=lab, seeds=[0, 1, 2],
+                      classes=[0, 1, 2], accuracy=np.zeros((3, 9)), config={})
+    prog = run_progress(tr)
+    L = run_lengths(tr, prog)
+    np.testing.assert_allclose(L.gain, prog[:, -1] - prog[:, 0])
+    assert np.all(L.travelled >= np.abs(L.gain) - 1e-12)
+    np.testing.assert_allclose(L.length[0], riemann_length(walk[0]), rtol=1e-5)
+    # a family compared with itself: the cross distances vanish, the same-method null does not
+    e = compare_ends(walk, walk, lab, n_grid=5)
+    assert np.allclose(e.cross, 0, atol=1e-9) and np.allclose(e.cross_final, 0, atol=1e-9)
+    assert np.all(e.null > 0) and np.all(e.null_final > 0)
+    assert e.family.range[1] > e.family.range[0]
+    r = pair_radii(np.concatenate([walk, walk[:1]]), lab, n_grid=5)
+    assert r.shape == (2,) and np.all(r > 0)
+    # distance to the truth: 0 for the truth itself, -log sqrt(1/C) for the uniform model
+    _, Pstar = reference_points(lab, 3)
+    d = distance_to_truth(np.stack([Pstar, np.full((30, 3), 1 / 3)]), lab)
+    np.testing.assert_allclose(d, [0.0, 0.5 * np.log(3)], atol=1e-9)
+
+
+def test_inpca_picture_projects_out_of_sample():
+    walk = np.stack([_noisy_walk(6, seed=s) for s in range(3)])
+    lab = WALK_LABELS
+    pic = inpca_picture({"a": walk, "b": walk[:, ::-1].copy()}, lab, n_null=3, n_grid=4)
+    assert pic.coords["a"].shape == (3, 6, 3) and pic.means["a"].shape == (4, 3) and pic.null.shape == (3,)
+    assert pic.emb.coords.shape[0] == 36          # fitted on the 36 models only: P_0, P_* are projected
+    # a fitted model projected as a new point lands on its own coordinates
+    D = bhattacharyya_matrix(walk[0, :1], np.concatenate([walk.reshape(-1, 30, 3), walk[:, ::-1].reshape(-1, 30, 3)]))
+    np.testing.assert_allclose(pic.emb.project(np.asarray(D))[0], pic.coords["a"][0, 0], atol=1e-6)

@@ -1,4 +1,5 @@
-"""Episodic meta-learning with prototypical networks (Ramesh et al. 2023, "S", Result 4, App. A).
+"""Episodic meta-learning versus supervised learning, and k-way cross-entropy tasks (Ramesh et al.
+2023, "S", Result 4, Figs. 4, 5, A2, App. A): the protocol of notebook S5.
 
 An *episode* draws ``way`` (C^w) of the training classes and, for each, ``shot`` (s) support
 images D_s and ``query`` (q) query images D_q.  The prototypical loss of Snell et al. (2017) turns
@@ -7,25 +8,30 @@ the support features into one centroid per class,
     phi_c = s^-1 sum_{x in D_s, y*(x) = c} phi(x; w_1),          c = 1..C^w   (Result 4 of S)
 
 and scores each query image by its negative *squared Euclidean* distance to the centroids,
-``logit_c(x) = -||phi(x; w_1) - phi_c||^2``, trained with the cross-entropy of the query labels
-(the variant of Snell et al. that S uses; no temperature, no feature normalisation).  Only the
-backbone ``w_1`` (``SmallCNN.features``) is trained; the network has no head of its own.
+``logit_c(x) = -||phi(x; w_1) - phi_c||^2``, trained with the cross-entropy of the query labels.
+Only the backbone ``w_1`` (``SmallCNN.features``) is trained, with the paper's recipe
+(``trajectories.PAPER_RECIPE``: layer-normed features, SGD-Nesterov, cosine schedule), like the
+supervised baseline.  Every model is read through the same feature readout (default
+``"prototype_ml"``, scale- and rotation-invariant) on the ten classes, so all runs are points of one
+prediction space.
 
-To compare it with supervised learning the backbone is read, at every checkpoint, through an
-imprinted head over all classes (eqs. 7-8 of S, ``readout.prediction_set(...,
-readout="imprint")``); ``trajectories.record_trajectories(..., readout="imprint",
-union_classes=...)`` with the same ``n_test``, ``n_imprint`` and ``data_seed`` records the
-supervised baseline in the same prediction space.
-
-``Episode``                       indices and labels of one episode
-``sample_episode``                one episode from a label vector and a torch.Generator
-``episode_stream``                endless seeded episodes
-``prototypical_loss``             the loss above (the centroids and their logits are the readout
-                                  kernels ``tasknb.readout.prototypes`` / ``prototypical_logits``)
-``record_episodic_trajectories``  train prototypical backbones of several seeds and record them
+``Episode``, ``sample_episode``, ``episode_stream``   episodes from a label vector, seeded
+``prototypical_loss``             the loss above (kernels ``tasknb.readout.prototypes`` / ``prototypical_logits``)
+``episode_seed``                  the episode stream of seed k (its own ``derived_seed`` purpose)
+``record_episodic_trajectories``  prototypical backbones of several seeds, recorded
+``record_methods``                supervised + episodic at several ways from one RunConfig
+``kway_tasks``, ``record_kway_tasks``   k-class subsets trained with cross-entropy (Fig. 4b, 5)
+``run_progress``, ``Lengths``, ``run_lengths``   progress per checkpoint; Riemann length (eq. 6),
+                                  progress gained, unfolded progress travelled, their ratios
+``EndComparison``, ``compare_ends``   two families over their common unfolded-progress range
+                                  (``compare_families``) and the same-method seed null at its top
+``pair_radii``                    tube radii of disjoint pairs of runs (independent estimates)
+``distance_to``, ``distance_to_truth``   d_B of final models to a model / to P_*
+``Picture``, ``inpca_picture``    InPCA fitted on the models, P_0, P_* and means projected, chi_3 null
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,13 +39,20 @@ import torch
 import torch.nn.functional as F
 
 from ..data import training_images
-from ..device import generator, get_device
+from ..device import derived_seed, generator, get_device, numpy_stream
 from ..networks.cnn import init_cnn
+from ..geometry import (bhattacharyya, bhattacharyya_matrix, explained_stress_null, inpca, progress,
+                        reference_points, riemann_length)
 from ..readout import prediction_set, prototypical_logits
-from ..trajectories import Trajectories, make_optimizer, record_seeds, run_config, trajectories_from_probs
-from ..validation import check_label_tensor, check_positive_int, check_seed
+from ..trajectories import (Trajectories, make_optimizer, make_schedule, progress_bar, record_seeds,
+                            record_trajectories, run_config, trajectories_from_probs)
+from ..trajectory_geometry import compare_families, family_tube, reindex_trajectory, unfolded_progress
+from ..validation import check_int_sequence, check_label_tensor, check_positive_int, check_seed
 
-__all__ = ["Episode", "sample_episode", "episode_stream", "prototypical_loss", "record_episodic_trajectories"]
+__all__ = ["Episode", "sample_episode", "episode_stream", "prototypical_loss", "episode_seed",
+           "record_episodic_trajectories", "record_methods", "kway_tasks", "record_kway_tasks",
+           "run_progress", "Lengths", "run_lengths", "EndComparison", "compare_ends", "pair_radii",
+           "distance_to", "distance_to_truth", "Picture", "inpca_picture"]
 
 
 @dataclass
@@ -138,6 +151,13 @@ def prototypical_loss(support_features, support_labels, query_features, query_la
     return F.cross_entropy(logits, query_labels)
 
 
+def episode_seed(seed: int, k: int) -> int:
+    """The episode-stream seed of seed k of a run with base seed ``seed``:
+    ``derived_seed(seed, "s5.episodes", k)``, independent of the initialisation (``init_seed``) and
+    of the supervised batch order (``batch_seed``)."""
+    return derived_seed(check_seed("seed", seed), "s5.episodes", check_positive_int("k", k, minimum=0))
+
+
 def record_episodic_trajectories(way: int = 5, shot: int = 5, query: int = 10, steps: int | None = None, *,
                                  config=None, device="auto", progress: bool = False,
                                  **changes) -> Trajectories:
@@ -150,16 +170,19 @@ def record_episodic_trajectories(way: int = 5, shot: int = 5, query: int = 10, s
         query images per class; one optimizer step = one episode of way*(shot+query) images.
     steps : number of episodes (optimizer steps), a RunConfig field (default 300).
     config : a :class:`~tasknb.trajectories.RunConfig` (or None); RunConfig fields as keywords
-        (``dataset``, ``classes``, ``n_seeds``, ``n_train``, ``optimizer``, ``lr``, ...) fill in or
-        replace its fields, defaults those of RunConfig with ``readout="imprint"`` (the only
-        readout: the backbone has no head).  The training task is drawn exactly as in
-        ``trajectories.record_trajectories``; ``batch_size`` is not used (an episode is the batch).
-        Seed k uses ``seed + k`` for the backbone initialisation (``init_cnn(len(classes),
-        channels, seed + k)``: the same convolutional weights as the supervised run of that seed)
-        and for its episode stream.  The backbone is read through ``prediction_set(dataset,
-        union_classes, n_test, readout="imprint", n_imprint, data_seed)`` (eqs. 7-8), so a
-        supervised run recorded by ``record_trajectories(..., readout="imprint", union_classes=...,
-        n_test, n_imprint, data_seed)`` lies in the same space.
+        (``dataset``, ``classes``, ``n_seeds``, ``n_train``, ``optimizer``, ``lr``, ``channels``,
+        ``norm``, ...) fill in or replace its fields; the defaults are RunConfig's, i.e. the paper's
+        recipe (:data:`~tasknb.trajectories.PAPER_RECIPE`: layer-normed features, SGD-Nesterov,
+        cosine schedule, weight decay) and the readout ``"prototype_ml"``.  Any feature readout
+        works (the backbone has no head of its own); ``"softmax"`` raises.  The training task is
+        drawn exactly as in ``trajectories.record_trajectories``; ``batch_size`` is not used (an
+        episode is the batch).  Seed k starts from ``init_cnn(len(classes), channels,
+        init_seed(seed, k), norm=norm, head_bias=head_bias)`` -- the network the supervised run of
+        that seed starts from -- and draws its episodes from :func:`episode_seed` ``(seed, k)``.
+        The backbone is read through ``prediction_set(dataset, union_classes, n_test, readout,
+        n_imprint, data_seed)``, so a supervised run recorded by ``record_trajectories`` with the
+        same ``union_classes``, ``n_test``, ``readout``, ``n_imprint`` and ``data_seed`` lies in the
+        same space.
     device, progress : as in ``record_trajectories``.
 
     Returns
@@ -170,24 +193,24 @@ def record_episodic_trajectories(way: int = 5, shot: int = 5, query: int = 10, s
     """
     if steps is not None:
         changes["steps"] = steps
-    c = run_config(config, {"readout": "imprint"}, **changes)
-    if c.readout != "imprint":
-        raise ValueError(f"readout must be 'imprint' for a prototypical backbone (it has no head), got {c.readout!r}")
+    c = run_config(config, None, **changes)
+    if c.readout == "softmax":
+        raise ValueError("readout must be a feature readout such as 'prototype_ml' for a prototypical backbone "
+                         "(it has no head of its own), got 'softmax'")
     way, shot, query = _check_episode_args(way, shot, query, len(c.classes))
     dev = get_device(device)
     config_dict = dict(method="prototypical", way=way, shot=shot, query=query, **c.to_dict())
 
-    dataset, classes, channels = c.dataset, c.classes, c.channels
-    Xtr, ytr = training_images(dataset, classes, c.n_train, c.data_seed)
+    Xtr, ytr = training_images(c.dataset, c.classes, c.n_train, c.data_seed)
     _check_counts(_class_index(ytr), way, shot, query)
-    pset = prediction_set(dataset, c.union_classes, c.n_test, readout="imprint", n_imprint=c.n_imprint,
+    pset = prediction_set(c.dataset, c.union_classes, c.n_test, readout=c.readout, n_imprint=c.n_imprint,
                           data_seed=c.data_seed, device=dev)
     Xtr = Xtr.to(dev)
 
-    def build(_k, s):
-        model = init_cnn(len(classes), channels, s, dev)
-        opt = make_optimizer(model.parameters(), c.optimizer, c.lr, c.momentum, c.weight_decay)
-        episodes = episode_stream(ytr, way, shot, query, s)
+    def build(k, s):
+        model = init_cnn(len(c.classes), c.channels, s, dev, norm=c.norm, head_bias=c.head_bias)
+        opt = make_optimizer(model.parameters(), c.optimizer, c.lr, c.momentum, c.weight_decay, c.nesterov)
+        episodes = episode_stream(ytr, way, shot, query, episode_seed(c.seed, k))
 
         def train_step(_step):
             ep = next(episodes)
@@ -197,8 +220,214 @@ def record_episodic_trajectories(way: int = 5, shot: int = 5, query: int = 10, s
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        return model, train_step
+        return model, train_step, make_schedule(opt, c.steps, c.schedule)
 
     probs, _ = record_seeds(build, c.n_seeds, c.steps, c.checkpoints, pset, seed=c.seed, progress=progress,
                             desc=f"{way}-way episodes")
     return trajectories_from_probs(probs, c.checkpoints, pset, c.seeds, config_dict)
+
+
+# ----------------------------------------------------------------------------- the chapter's protocol
+def record_methods(ways, shot: int, query: int, *, config=None, device="auto", progress: bool = False,
+                   **changes) -> dict:
+    """Supervised learning on all of ``config.classes`` and prototypical episodic learning at each way
+    of ``ways``, every run of one (seed, k) from the same network, read in one prediction space.
+
+    Returns ``{"supervised": Trajectories, "<w>-way": Trajectories, ...}`` (:func:`record_trajectories`
+    and :func:`record_episodic_trajectories` with the same RunConfig)."""
+    c = run_config(config, None, **changes)
+    ways = check_int_sequence("ways", ways, minimum=2, maximum=len(c.classes))
+    runs = {"supervised": record_trajectories(c, device=device, progress=progress)}
+    for w in ways:
+        runs[f"{w}-way"] = record_episodic_trajectories(w, shot, query, config=c, device=device, progress=progress)
+    return runs
+
+
+def kway_tasks(ways, n_tasks: int, seed: int, classes=tuple(range(10))) -> dict:
+    """``n_tasks`` distinct k-class subsets of ``classes`` for each way k of ``ways``, drawn uniformly
+    (without repeats within a way) from ``numpy_stream(seed, "s5.kway_tasks", k)``.
+    Returns ``{k: [tuple of k sorted classes, ...]}``."""
+    classes = check_int_sequence("classes", classes, minimum=0, maximum=9)
+    ways = check_int_sequence("ways", ways, minimum=2, maximum=len(classes) - 1)
+    n_tasks = check_positive_int("n_tasks", n_tasks, minimum=2)
+    seed = check_seed("seed", seed)
+    out = {}
+    for k in ways:
+        n_max = math.comb(len(classes), k)
+        if n_tasks > n_max:
+            raise ValueError(f"n_tasks must be at most {n_max} (the {k}-class subsets of {len(classes)} classes), "
+                             f"got {n_tasks}")
+        rng = numpy_stream(seed, "s5.kway_tasks", k)
+        picked = []
+        while len(picked) < n_tasks:
+            t = tuple(sorted(int(x) for x in np.asarray(classes)[rng.choice(len(classes), k, replace=False)]))
+            if t not in picked:
+                picked.append(t)
+        out[k] = picked
+    return out
+
+
+def record_kway_tasks(tasks: dict, *, config=None, device="auto", progress: bool = False, **changes) -> dict:
+    """Cross-entropy training on each k-class task of ``tasks`` (``kway_tasks``), one network per task
+    with a head of its own k classes, read through the feature readout of ``config`` on its
+    ``union_classes`` (default all ten).  Every task starts from one network, ``init_seed(seed, 0)``
+    (the start of seed 0 of the supervised run of ``config``), with the batch order
+    ``batch_seed(seed, 0)`` over its own images, so the tasks differ only by their classes.  Returns ``{k: Trajectories}`` with probs (n_tasks, T, N, K) (axis 0 the
+    tasks), ``config["tasks"]`` the class tuples."""
+    c = run_config(config, None, **changes)
+    if c.readout == "softmax":
+        raise ValueError("readout must be a feature readout such as 'prototype_ml' (the tasks have different heads)")
+    out = {}
+    bar = progress_bar(sum(len(v) for v in tasks.values()) * c.steps, "k-way tasks", progress)
+    for k, task_list in tasks.items():
+        trajs = []
+        for i, cls in enumerate(task_list):
+            trajs.append(record_trajectories(c, classes=tuple(cls), union_classes=c.union_classes, n_seeds=1,
+                                             device=device))
+            if bar is not None:
+                bar.update(c.steps)
+        first = trajs[0]
+        out[k] = Trajectories(probs=np.concatenate([t.probs for t in trajs]), steps=first.steps, labels=first.labels,
+                              seeds=list(range(len(trajs))), classes=first.classes,
+                              accuracy=np.concatenate([t.accuracy for t in trajs]),
+                              config=dict(method="cross_entropy", way=k, tasks=[list(t) for t in task_list],
+                                          **{**c.to_dict(), "n_seeds": 1}))
+    if bar is not None:
+        bar.close()
+    return out
+
+
+def run_progress(traj: Trajectories) -> np.ndarray:
+    """Progress t_w (eq. 4) of every checkpoint of every seed: (S, T) float64."""
+    P = traj.probs
+    S, T, N, C = P.shape
+    return np.asarray(progress(P.reshape(S * T, N, C).astype(np.float64), traj.labels)).reshape(S, T)
+
+
+@dataclass
+class Lengths:
+    """Riemann length (eq. 6) of each seed's recorded run and what it is divided by.
+
+    length (S,) the chord sum over the recorded checkpoints; gain (S,) = t_end - t_0, the progress
+    gained over the untrained network (checkpoint 0); travelled (S,) = u_end - u_0, the unfolded
+    progress (every rise and fall counted); per_progress (S,) = length / gain (nan where gain <= 0);
+    efficiency (S,) = gain / length, progress gained per unit of Riemann length (defined for every
+    run: 0 or negative for one that ends no closer to the truth than it started).
+    """
+
+    length: np.ndarray
+    gain: np.ndarray
+    travelled: np.ndarray
+    per_progress: np.ndarray
+    efficiency: np.ndarray
+
+
+def run_lengths(traj: Trajectories, prog=None) -> Lengths:
+    """:class:`Lengths` of the seeds of ``traj`` (progress from :func:`run_progress` unless given)."""
+    prog = run_progress(traj) if prog is None else np.asarray(prog, dtype=np.float64)
+    P = traj.probs.astype(np.float64)
+    length = np.array([riemann_length(P[s]) for s in range(P.shape[0])])
+    gain = prog[:, -1] - prog[:, 0]
+    travelled = np.array([u[-1] - u[0] for u in map(unfolded_progress, prog)])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per = np.where(gain > 0, length / np.where(gain > 0, gain, 1.0), np.nan)
+    return Lengths(length=length, gain=gain, travelled=travelled, per_progress=per, efficiency=gain / length)
+
+
+@dataclass
+class EndComparison:
+    """Two families of seeds (paired by seed index k) compared where they end.
+
+    ``family`` the :class:`~tasknb.trajectory_geometry.FamilyComparison` over the common range of
+    unfolded progress; at its top u_hi: ``cross`` (K,) d_B(a_k(u_hi), b_k(u_hi)) and ``null`` (K,)
+    d_B(b_k(u_hi), b_{k+1}(u_hi)) (consecutive seeds of family b, cyclically: the same-method seed
+    null); ``cross_final`` / ``null_final`` the same for the last recorded models.
+    """
+
+    family: object
+    cross: np.ndarray
+    null: np.ndarray
+    cross_final: np.ndarray
+    null_final: np.ndarray
+
+
+def compare_ends(probs_a, probs_b, labels, *, n_grid: int = 40, device=None) -> EndComparison:
+    """:class:`EndComparison` of families ``probs_a`` and ``probs_b`` (K, T, N, C) (K >= 2 seeds each,
+    seed k of both from the same network)."""
+    a = np.asarray(probs_a, dtype=np.float64)
+    b = np.asarray(probs_b, dtype=np.float64)
+    if a.shape[0] != b.shape[0] or a.shape[0] < 2:
+        raise ValueError(f"probs_a and probs_b must hold the same number K >= 2 of seeds, got {a.shape[0]} and "
+                         f"{b.shape[0]}")
+    fam = compare_families(a, b, labels=labels, n_grid=n_grid, device=device)
+    hi = np.array([fam.range[1]])
+    at = lambda fam_probs: np.stack([reindex_trajectory(p, hi, labels=labels, device=device)[0]  # noqa: E731
+                                     for p in fam_probs])
+    ea, eb = at(a), at(b)
+    nxt = np.roll(np.arange(a.shape[0]), -1)
+    bh = lambda x, y: np.asarray(bhattacharyya(x, y, device=device), dtype=np.float64)  # noqa: E731
+    return EndComparison(family=fam, cross=bh(ea, eb), null=bh(eb, eb[nxt]),
+                         cross_final=bh(a[:, -1], b[:, -1]), null_final=bh(b[:, -1], b[nxt, -1]))
+
+
+def pair_radii(probs, labels, *, n_grid: int = 40, device=None) -> np.ndarray:
+    """Mean tube radius (App. G) of disjoint pairs of runs (0, 1), (2, 3), ... of ``probs`` (K, T, N, C),
+    each over the pair's own common range of unfolded progress: (K // 2,) independent estimates."""
+    p = np.asarray(probs, dtype=np.float64)
+    if p.shape[0] < 2:
+        raise ValueError(f"probs must hold at least 2 runs, got {p.shape[0]}")
+    return np.array([family_tube(p[2 * j:2 * j + 2], labels=labels, n_grid=n_grid, device=device).radius.mean()
+                     for j in range(p.shape[0] // 2)])
+
+
+def distance_to(final, reference) -> np.ndarray:
+    """d_B (eq. 2) of each model of ``final`` (K, N, C) to one model ``reference`` (N, C): (K,)."""
+    f = np.asarray(final, dtype=np.float64)
+    r = np.asarray(reference, dtype=np.float64)
+    return np.asarray(bhattacharyya(f, np.broadcast_to(r, f.shape)), dtype=np.float64)
+
+
+def distance_to_truth(final, labels) -> np.ndarray:
+    """d_B (eq. 2) of each model of ``final`` (K, N, C) to the truth P_* of ``labels``: (K,)."""
+    f = np.asarray(final, dtype=np.float64)
+    return distance_to(f, reference_points(labels, f.shape[-1])[1])
+
+
+@dataclass
+class Picture:
+    """An InPCA of models fitted on the models alone, with reference points placed out of sample.
+
+    ``emb`` the :class:`~tasknb.geometry.InPCA`; ``coords`` {name: (S, T, 3)}; ``means`` {name: (G, 3)}
+    the projected mean trajectories (``family_tube``); ``p0``, ``pstar`` (3,) projected P_0 and P_*;
+    ``null`` (n_null,) chi_3 of ``explained_stress_null``.
+    """
+
+    emb: object
+    coords: dict
+    means: dict
+    p0: np.ndarray
+    pstar: np.ndarray
+    null: np.ndarray
+
+
+def inpca_picture(families: dict, labels, *, k: int = 3, n_null: int = 10, n_grid: int = 40, seed: int = 0,
+                  device=None) -> Picture:
+    """InPCA (eqs. 9-11) of every checkpoint of ``families`` ({name: (S, T, N, C)}), P_0, P_* and each
+    family's mean trajectory projected into it (``InPCA.project``), chi_k against
+    ``explained_stress_null(models, k, n_null, seed)``."""
+    names = list(families)
+    fam = {n: np.asarray(families[n], dtype=np.float64) for n in names}
+    models = np.concatenate([f.reshape(-1, *f.shape[2:]) for f in fam.values()])
+    emb = inpca(np.asarray(bhattacharyya_matrix(models, device=device)), k=k)
+    coords, i = {}, 0
+    for n in names:
+        S, T = fam[n].shape[:2]
+        coords[n] = emb.coords[i:i + S * T].reshape(S, T, k)
+        i += S * T
+    means = {n: emb.project(np.asarray(bhattacharyya_matrix(
+        family_tube(fam[n], labels=labels, n_grid=n_grid, device=device).mean, models, device=device)))
+        for n in names if fam[n].shape[0] > 1}
+    P0, Pstar = reference_points(labels, models.shape[-1])
+    ref = emb.project(np.asarray(bhattacharyya_matrix(np.stack([P0, Pstar]), models, device=device)))
+    null = explained_stress_null(models.astype(np.float32), k, n_null, seed, device=device)
+    return Picture(emb=emb, coords=coords, means=means, p0=ref[0], pstar=ref[1], null=null)
