@@ -21,7 +21,8 @@ prediction space.
 ``record_episodic_trajectories``  prototypical backbones of several seeds, recorded
 ``record_methods``                supervised + episodic at several ways from one RunConfig
 ``kway_tasks``, ``record_kway_tasks``   k-class subsets trained with cross-entropy (Fig. 4b, 5)
-``run_progress``, ``Lengths``, ``run_lengths``   progress per checkpoint; Riemann length (eq. 6),
+``run_progress``, ``progress_gained``   progress per checkpoint, and minus the run's start
+``Lengths``, ``run_lengths``      Riemann length (eq. 6),
                                   progress gained, unfolded progress travelled, their ratios
 ``EndComparison``, ``compare_ends``   two families over their common unfolded-progress range
                                   (``compare_families``) and the same-method seed null at its top
@@ -51,7 +52,7 @@ from ..validation import check_int_sequence, check_label_tensor, check_positive_
 
 __all__ = ["Episode", "sample_episode", "episode_stream", "prototypical_loss", "episode_seed",
            "record_episodic_trajectories", "record_methods", "kway_tasks", "record_kway_tasks",
-           "run_progress", "Lengths", "run_lengths", "EndComparison", "compare_ends", "pair_radii",
+           "run_progress", "progress_gained", "Lengths", "run_lengths", "EndComparison", "compare_ends", "pair_radii",
            "distance_to", "distance_to_truth", "Picture", "inpca_picture"]
 
 
@@ -304,6 +305,21 @@ def run_progress(traj: Trajectories) -> np.ndarray:
     return np.asarray(progress(P.reshape(S * T, N, C).astype(np.float64), traj.labels)).reshape(S, T)
 
 
+def progress_gained(probs, labels) -> np.ndarray:
+    """Progress (eq. 4) of every checkpoint of runs ``probs`` (K, T, N, C) minus that of their first
+    checkpoint: (K, T) float64, 0 at the start of every run.
+
+    Read through a feature readout, untrained networks of different seeds sit at different progress
+    (their random features separate the classes to different degrees), so runs that start apart
+    may share no range of progress at all.  Re-indexing by progress *gained* (``progress_values=``
+    of ``family_tube`` / ``compare_families``; unfolded, it is the unfolded progress travelled)
+    lines every run up at its own start, as the paper's runs are lined up at P_0."""
+    p = np.asarray(probs, dtype=np.float64)
+    K, T, N, C = p.shape
+    t = np.asarray(progress(p.reshape(K * T, N, C), labels)).reshape(K, T)
+    return t - t[:, :1]
+
+
 @dataclass
 class Lengths:
     """Riemann length (eq. 6) of each seed's recorded run and what it is divided by.
@@ -339,7 +355,7 @@ class EndComparison:
     """Two families of seeds (paired by seed index k) compared where they end.
 
     ``family`` the :class:`~tasknb.trajectory_geometry.FamilyComparison` over the common range of
-    unfolded progress; at its top u_hi: ``cross`` (K,) d_B(a_k(u_hi), b_k(u_hi)) and ``null`` (K,)
+    unfolded progress gained (:func:`progress_gained`); at its top u_hi: ``cross`` (K,) d_B(a_k(u_hi), b_k(u_hi)) and ``null`` (K,)
     d_B(b_k(u_hi), b_{k+1}(u_hi)) (consecutive seeds of family b, cyclically: the same-method seed
     null); ``cross_final`` / ``null_final`` the same for the last recorded models.
     """
@@ -359,11 +375,12 @@ def compare_ends(probs_a, probs_b, labels, *, n_grid: int = 40, device=None) -> 
     if a.shape[0] != b.shape[0] or a.shape[0] < 2:
         raise ValueError(f"probs_a and probs_b must hold the same number K >= 2 of seeds, got {a.shape[0]} and "
                          f"{b.shape[0]}")
-    fam = compare_families(a, b, labels=labels, n_grid=n_grid, device=device)
+    ga, gb = progress_gained(a, labels), progress_gained(b, labels)
+    fam = compare_families(a, b, progress_1=ga, progress_2=gb, n_grid=n_grid, device=device)
     hi = np.array([fam.range[1]])
-    at = lambda fam_probs: np.stack([reindex_trajectory(p, hi, labels=labels, device=device)[0]  # noqa: E731
-                                     for p in fam_probs])
-    ea, eb = at(a), at(b)
+    at = lambda fam_probs, g: np.stack([reindex_trajectory(p, hi, progress_values=gk, device=device)[0]  # noqa: E731
+                                        for p, gk in zip(fam_probs, g)])
+    ea, eb = at(a, ga), at(b, gb)
     nxt = np.roll(np.arange(a.shape[0]), -1)
     bh = lambda x, y: np.asarray(bhattacharyya(x, y, device=device), dtype=np.float64)  # noqa: E731
     return EndComparison(family=fam, cross=bh(ea, eb), null=bh(eb, eb[nxt]),
@@ -372,12 +389,14 @@ def compare_ends(probs_a, probs_b, labels, *, n_grid: int = 40, device=None) -> 
 
 def pair_radii(probs, labels, *, n_grid: int = 40, device=None) -> np.ndarray:
     """Mean tube radius (App. G) of disjoint pairs of runs (0, 1), (2, 3), ... of ``probs`` (K, T, N, C),
-    each over the pair's own common range of unfolded progress: (K // 2,) independent estimates."""
+    each over the pair's own common range of unfolded progress gained (:func:`progress_gained`):
+    (K // 2,) independent estimates."""
     p = np.asarray(probs, dtype=np.float64)
     if p.shape[0] < 2:
         raise ValueError(f"probs must hold at least 2 runs, got {p.shape[0]}")
-    return np.array([family_tube(p[2 * j:2 * j + 2], labels=labels, n_grid=n_grid, device=device).radius.mean()
-                     for j in range(p.shape[0] // 2)])
+    g = progress_gained(p, labels)
+    return np.array([family_tube(p[2 * j:2 * j + 2], progress_values=g[2 * j:2 * j + 2], n_grid=n_grid,
+                                 device=device).radius.mean() for j in range(p.shape[0] // 2)])
 
 
 def distance_to(final, reference) -> np.ndarray:
@@ -398,7 +417,7 @@ class Picture:
     """An InPCA of models fitted on the models alone, with reference points placed out of sample.
 
     ``emb`` the :class:`~tasknb.geometry.InPCA`; ``coords`` {name: (S, T, 3)}; ``means`` {name: (G, 3)}
-    the projected mean trajectories (``family_tube``); ``p0``, ``pstar`` (3,) projected P_0 and P_*;
+    the projected mean trajectories (``family_tube`` over progress gained); ``p0``, ``pstar`` (3,) projected P_0 and P_*;
     ``null`` (n_null,) chi_3 of ``explained_stress_null``.
     """
 
@@ -425,8 +444,8 @@ def inpca_picture(families: dict, labels, *, k: int = 3, n_null: int = 10, n_gri
         coords[n] = emb.coords[i:i + S * T].reshape(S, T, k)
         i += S * T
     means = {n: emb.project(np.asarray(bhattacharyya_matrix(
-        family_tube(fam[n], labels=labels, n_grid=n_grid, device=device).mean, models, device=device)))
-        for n in names if fam[n].shape[0] > 1}
+        family_tube(fam[n], progress_values=progress_gained(fam[n], labels), n_grid=n_grid, device=device).mean,
+        models, device=device))) for n in names if fam[n].shape[0] > 1}
     P0, Pstar = reference_points(labels, models.shape[-1])
     ref = emb.project(np.asarray(bhattacharyya_matrix(np.stack([P0, Pstar]), models, device=device)))
     null = explained_stress_null(models.astype(np.float32), k, n_null, seed, device=device)
