@@ -46,6 +46,8 @@ from .validation import (array_shape, check_choice, check_label_vector, check_po
 
 __all__ = [
     "PROB_ATOL",
+    "PlacedInPCA",
+    "inpca_with_placed",
     "bhattacharyya_matrix",
     "bhattacharyya",
     "geodesic",
@@ -877,6 +879,47 @@ def explained_stress_null(P, k: int = 3, n_null: int = 20, seed: int = 0, *, dev
         D = bhattacharyya_matrix(shuffled, device=dev, **matrix_kwargs)
         out[i] = inpca(D.cpu().numpy(), int(k)).explained_stress
     return out
+
+
+@dataclass
+class PlacedInPCA:
+    """An InPCA picture of some models with other points placed into it (:func:`inpca_with_placed`).
+
+    ``embedding`` : the :class:`InPCA` fitted on the models alone; its ``coords`` (m, k) are theirs.
+    ``placed`` : (n, k) coordinates of the placed points (``InPCA.project``), float64.
+    ``stress_null`` : (n_null,) null values of chi_k (:func:`explained_stress_null`), empty if none.
+    """
+
+    embedding: InPCA
+    placed: np.ndarray
+    stress_null: np.ndarray
+
+
+def inpca_with_placed(models, placed=None, *, k: int = 3, n_null: int = 0, seed: int = 0, device=None) -> PlacedInPCA:
+    """InPCA (eqs. 9-11 of S) fitted on ``models`` alone, with ``placed`` points put in out of sample.
+
+    Reference points (P_0, P_*) and summaries (mean trajectories) are not models: fitted together
+    with the models they would move the axes and inflate the explained stress.  They are placed
+    with :meth:`InPCA.project` from their Bhattacharyya distances to the models instead.
+
+    models : (m, N, C) probabilities, m >= 2.   placed : (n, N, C) or None.
+    k : components (default 3).   n_null : draws of :func:`explained_stress_null` of the models
+    (default 0: none); ``seed`` seeds them.   device : where the matrices are computed.
+    Returns a :class:`PlacedInPCA`.
+    """
+    dev = resolve_device(device, models)
+    t = _probs("models", models, dev, (3,), "(m, N, C)")
+    n_null = check_positive_int("n_null", n_null, minimum=0)
+    emb = inpca(bhattacharyya_matrix(t, device=dev).cpu().numpy(), k=k)
+    if placed is None:
+        xy = np.empty((0, emb.coords.shape[1]))
+    else:
+        q = _probs("placed", placed, dev, (3,), "(n, N, C)")
+        if q.shape[1:] != t.shape[1:]:
+            raise ValueError(f"placed must share (N, C) = {tuple(t.shape[1:])} with models, got {tuple(q.shape[1:])}")
+        xy = emb.project(bhattacharyya_matrix(q, t, device=dev).cpu().numpy())
+    null = explained_stress_null(t, k, n_null, seed, device=dev) if n_null else np.empty(0)
+    return PlacedInPCA(embedding=emb, placed=np.asarray(xy, dtype=np.float64), stress_null=null)
 
 
 # ----------------------------------------------------------------------------- App. C

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from .batched_trajectories import train_supervised_seeds_batched
 from .data import DATASETS, training_images
 from .device import get_device
+from .geometry import progress
 from .networks.cnn import NORMS, check_channels, check_head_bias, init_cnn
 from .readout import READOUTS, PredictionSet, prediction_set
 from .seed_runs import (OPTIMIZERS, SCHEDULES, batch_seed, batch_stream, check_nesterov, init_seed, make_optimizer,
@@ -98,6 +99,11 @@ class Trajectories:
     @property
     def shape(self):
         return self.probs.shape
+
+    def progress(self) -> np.ndarray:
+        """Progress t_w (eq. 4 of S) of every checkpoint of every seed: float64 (n_seeds, T)."""
+        S, T, N, C = self.probs.shape
+        return np.asarray(progress(self.probs.reshape(S * T, N, C).astype(np.float64), self.labels)).reshape(S, T)
 
     def cross_entropy(self) -> np.ndarray:
         """Mean test cross-entropy (n_seeds, T) in nats; equals 2 x the Bhattacharyya distance to the

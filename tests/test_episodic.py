@@ -13,7 +13,7 @@ import torch
 from tasknb.chapters.s5_episodic_training import (compare_ends, distance_to_truth, episode_seed, episode_stream,
                                                   inpca_picture, kway_tasks, pair_radii, progress_gained, prototypical_loss,
                                                   record_episodic_trajectories, record_kway_tasks, run_lengths,
-                                                  run_progress, sample_episode)
+                                                  sample_episode)
 from tasknb.geometry import bhattacharyya_matrix, reference_points, riemann_length
 from tasknb.readout import prototypes, prototypical_logits
 from tasknb.trajectories import Trajectories, batch_seed, init_seed, record_trajectories
@@ -190,7 +190,7 @@ def test_run_lengths_and_ends_on_synthetic_runs():
     lab = WALK_LABELS
     tr = Trajectories(probs=walk.astype(np.float32), steps=np.arange(9), labels=lab, seeds=[0, 1, 2],
                       classes=[0, 1, 2], accuracy=np.zeros((3, 9)), config={})
-    prog = run_progress(tr)
+    prog = tr.progress()
     np.testing.assert_allclose(progress_gained(walk, lab), prog - prog[:, :1], atol=1e-6)
     L = run_lengths(tr, prog)
     np.testing.assert_allclose(L.gain, prog[:, -1] - prog[:, 0])
@@ -203,7 +203,7 @@ def test_run_lengths_and_ends_on_synthetic_runs():
     assert e.family.range[0] == 0 and e.family.range[1] > 0       # indexed by progress gained
     # runs that start far apart in progress still share a range of progress gained
     far = np.concatenate([walk[:2, :4], walk[2:, 5:]])               # the third starts where the others end
-    assert progress_gained(far, lab)[2, 0] == 0 and run_progress(tr)[2, 5] > run_progress(tr)[:2, 3].max()
+    assert progress_gained(far, lab)[2, 0] == 0 and tr.progress()[2, 5] > tr.progress()[:2, 3].max()
     assert compare_ends(far, far[[1, 2, 0]], lab, n_grid=5).family.range[0] == 0
     r = pair_radii(np.concatenate([walk, walk[:1]]), lab, n_grid=5)
     assert r.shape == (2,) and np.all(r > 0)

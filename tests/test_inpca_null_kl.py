@@ -222,3 +222,24 @@ def test_symmetric_kl_bad_inputs(kw, match):
         symmetric_kl_matrix(P[0])
     with pytest.raises(ValueError, match="sum to 1"):
         symmetric_kl_matrix(P * 2)
+
+
+# ----------------------------------------------------------------------------- inpca_with_placed
+def test_placed_points_do_not_move_the_axes_and_copies_land_on_their_model():
+    from tasknb.geometry import inpca_with_placed
+
+    P = _curves(30, 60, 4, seed=3)
+    P0, Ps = reference_points(np.argmax(P[-1], -1), 4)
+    pic = inpca_with_placed(P, np.stack([P[5], P0, Ps]), k=3, n_null=4, seed=1)
+    alone = inpca(bhattacharyya_matrix(P), k=3)
+    np.testing.assert_allclose(pic.embedding.coords, alone.coords, atol=1e-12)
+    np.testing.assert_allclose(pic.placed[0], alone.coords[5], atol=1e-8)
+    np.testing.assert_array_equal(pic.stress_null, explained_stress_null(P, 3, 4, 1))
+    # fitting P0 and P* WITH the models would move the axes (the reason the kernel exists)
+    fitted_with = inpca(bhattacharyya_matrix(np.concatenate([P, P0[None], Ps[None]])), k=3)
+    assert np.abs(np.abs(fitted_with.coords[:30]) - np.abs(alone.coords)).max() > 1e-3
+    assert inpca_with_placed(P, k=2).placed.shape == (0, 2) and inpca_with_placed(P).stress_null.size == 0
+    with pytest.raises(ValueError, match="placed must share"):
+        inpca_with_placed(P, P[:2, :10])
+    with pytest.raises(ValueError, match="n_null"):
+        inpca_with_placed(P, n_null=-1)

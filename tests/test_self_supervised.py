@@ -14,7 +14,7 @@ from tasknb.chapters.s6_contrastive_semisupervised import (ContrastiveNet, augme
                                                            inpca_picture, nt_xent, pseudo_labels,
                                                            record_contrastive_trajectories,
                                                            record_fixmatch_trajectories,
-                                                           record_supervised_trajectories, run_progress,
+                                                           record_supervised_trajectories,
                                                            seed_pair_distances, shared_grid, window_mean)
 from tasknb.geometry import bhattacharyya
 from tasknb.networks.cnn import init_cnn
@@ -249,7 +249,7 @@ def test_shared_grid_covers_every_run():
     grid, (lo, hi), re = shared_grid(fams, ["a", "b"], n_grid=5)
     assert grid[0] == lo and grid[-1] == hi and lo < hi
     assert re["a"].shape == (2, 5, 40, 3)
-    ranges = [(u[0], u[-1]) for tr in fams.values() for u in map(unfolded_progress, run_progress(tr))]
+    ranges = [(u[0], u[-1]) for tr in fams.values() for u in map(unfolded_progress, tr.progress())]
     assert lo == max(r[0] for r in ranges) and hi == min(r[1] for r in ranges)
     # every re-indexed point sits at its grid value of progress
     from tasknb.geometry import progress

@@ -213,3 +213,10 @@ def test_run_config_rejects_bad_values_by_name(kw, name):
         RunConfig(**kw)
     with pytest.raises(ValueError, match=name):
         record_trajectories(**kw)
+
+
+def test_trajectories_progress_is_eq4_per_checkpoint(traj):
+    from tasknb.geometry import progress
+    t = traj.progress()
+    assert t.shape == traj.accuracy.shape and t.dtype == np.float64
+    assert t[1, 2] == pytest.approx(float(progress(traj.probs[1, 2].astype(np.float64), traj.labels)), abs=1e-12)

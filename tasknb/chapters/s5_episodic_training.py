@@ -21,7 +21,7 @@ prediction space.
 ``record_episodic_trajectories``  prototypical backbones of several seeds, recorded
 ``record_methods``                supervised + episodic at several ways from one RunConfig
 ``kway_tasks``, ``record_kway_tasks``   k-class subsets trained with cross-entropy (Fig. 4b, 5)
-``run_progress``, ``progress_gained``   progress per checkpoint, and minus the run's start
+``progress_gained``               progress per checkpoint minus the run's start (``Trajectories.progress`` gives it raw)
 ``Lengths``, ``run_lengths``      Riemann length (eq. 6),
                                   progress gained, unfolded progress travelled, their ratios
 ``EndComparison``, ``compare_ends``   two families over their common unfolded-progress range
@@ -42,8 +42,7 @@ import torch.nn.functional as F
 from ..data import training_images
 from ..device import derived_seed, generator, get_device, numpy_stream
 from ..networks.cnn import init_cnn
-from ..geometry import (bhattacharyya, bhattacharyya_matrix, explained_stress_null, inpca, progress,
-                        reference_points, riemann_length)
+from ..geometry import bhattacharyya, inpca_with_placed, progress, reference_points, riemann_length
 from ..readout import prediction_set, prototypical_logits
 from ..trajectories import (Trajectories, make_optimizer, make_schedule, progress_bar, record_seeds,
                             record_trajectories, run_config, trajectories_from_probs)
@@ -52,7 +51,7 @@ from ..validation import check_int_sequence, check_label_tensor, check_positive_
 
 __all__ = ["Episode", "sample_episode", "episode_stream", "prototypical_loss", "episode_seed",
            "record_episodic_trajectories", "record_methods", "kway_tasks", "record_kway_tasks",
-           "run_progress", "progress_gained", "Lengths", "run_lengths", "EndComparison", "compare_ends", "pair_radii",
+           "progress_gained", "Lengths", "run_lengths", "EndComparison", "compare_ends", "pair_radii",
            "distance_to", "distance_to_truth", "Picture", "inpca_picture"]
 
 
@@ -298,13 +297,6 @@ def record_kway_tasks(tasks: dict, *, config=None, device="auto", progress: bool
     return out
 
 
-def run_progress(traj: Trajectories) -> np.ndarray:
-    """Progress t_w (eq. 4) of every checkpoint of every seed: (S, T) float64."""
-    P = traj.probs
-    S, T, N, C = P.shape
-    return np.asarray(progress(P.reshape(S * T, N, C).astype(np.float64), traj.labels)).reshape(S, T)
-
-
 def progress_gained(probs, labels) -> np.ndarray:
     """Progress (eq. 4) of every checkpoint of runs ``probs`` (K, T, N, C) minus that of their first
     checkpoint: (K, T) float64, 0 at the start of every run.
@@ -339,8 +331,8 @@ class Lengths:
 
 
 def run_lengths(traj: Trajectories, prog=None) -> Lengths:
-    """:class:`Lengths` of the seeds of ``traj`` (progress from :func:`run_progress` unless given)."""
-    prog = run_progress(traj) if prog is None else np.asarray(prog, dtype=np.float64)
+    """:class:`Lengths` of the seeds of ``traj`` (progress from ``traj.progress()`` unless given)."""
+    prog = traj.progress() if prog is None else np.asarray(prog, dtype=np.float64)
     P = traj.probs.astype(np.float64)
     length = np.array([riemann_length(P[s]) for s in range(P.shape[0])])
     gain = prog[:, -1] - prog[:, 0]
@@ -437,16 +429,21 @@ def inpca_picture(families: dict, labels, *, k: int = 3, n_null: int = 10, n_gri
     names = list(families)
     fam = {n: np.asarray(families[n], dtype=np.float64) for n in names}
     models = np.concatenate([f.reshape(-1, *f.shape[2:]) for f in fam.values()])
-    emb = inpca(np.asarray(bhattacharyya_matrix(models, device=device)), k=k)
+    with_means = [n for n in names if fam[n].shape[0] > 1]
+    mean_trajs = [family_tube(fam[n], progress_values=progress_gained(fam[n], labels), n_grid=n_grid,
+                              device=device).mean for n in with_means]
+    P0, Pstar = reference_points(labels, models.shape[-1])
+    pic = inpca_with_placed(models, np.concatenate(mean_trajs + [P0[None], Pstar[None]]), k=k, n_null=n_null,
+                            seed=seed, device=device)
+    emb = pic.embedding
     coords, i = {}, 0
     for n in names:
         S, T = fam[n].shape[:2]
         coords[n] = emb.coords[i:i + S * T].reshape(S, T, k)
         i += S * T
-    means = {n: emb.project(np.asarray(bhattacharyya_matrix(
-        family_tube(fam[n], progress_values=progress_gained(fam[n], labels), n_grid=n_grid, device=device).mean,
-        models, device=device))) for n in names if fam[n].shape[0] > 1}
-    P0, Pstar = reference_points(labels, models.shape[-1])
-    ref = emb.project(np.asarray(bhattacharyya_matrix(np.stack([P0, Pstar]), models, device=device)))
-    null = explained_stress_null(models.astype(np.float32), k, n_null, seed, device=device)
+    means, j = {}, 0
+    for n, m in zip(with_means, mean_trajs):
+        means[n] = pic.placed[j:j + len(m)]
+        j += len(m)
+    ref, null = pic.placed[-2:], pic.stress_null
     return Picture(emb=emb, coords=coords, means=means, p0=ref[0], pstar=ref[1], null=null)

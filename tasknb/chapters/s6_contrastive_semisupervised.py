@@ -36,7 +36,7 @@ from torch import nn
 from ..data import draw_per_class, training_images
 from ..device import derived_seed, generator, get_device, stream
 from ..networks.cnn import SmallCNN, init_cnn
-from ..geometry import bhattacharyya, bhattacharyya_matrix, explained_stress_null, inpca, progress, reference_points
+from ..geometry import bhattacharyya, inpca_with_placed, progress, reference_points
 from ..readout import prediction_set
 from ..trajectory_geometry import common_range, reindex_trajectory, unfolded_progress
 from ..trajectories import (RunConfig, Trajectories, batch_seed, batch_stream, make_optimizer, make_schedule,
@@ -46,7 +46,7 @@ from ..validation import check_choice, check_positive_int, check_positive_real, 
 __all__ = ["STRENGTHS", "augment", "ContrastiveNet", "init_contrastive", "nt_xent", "pseudo_labels",
            "fixmatch_loss", "record_supervised_trajectories", "record_contrastive_trajectories",
            "record_fixmatch_trajectories", "SIMCLR_DEFAULTS", "FIXMATCH_DEFAULTS", "PAIRS", "family_name",
-           "record_families", "run_progress", "shared_grid", "seed_pair_distances", "window_mean", "inpca_picture"]
+           "record_families", "shared_grid", "seed_pair_distances", "window_mean", "inpca_picture"]
 
 #: augmentation families accepted by :func:`augment`
 STRENGTHS = ("weak", "strong")
@@ -449,22 +449,16 @@ def record_families(*, pairs=PAIRS, supervised_pair=0, shared: dict, simclr: dic
     return runs
 
 
-def run_progress(tr: Trajectories) -> np.ndarray:
-    """Progress t_w (eq. 4 of S) of every checkpoint of every seed -> (n_seeds, T)."""
-    S, T, N, C = tr.probs.shape
-    return progress(tr.probs.reshape(S * T, N, C).astype(np.float64), tr.labels).reshape(S, T)
-
-
 def shared_grid(runs: dict, names, n_grid: int = 30, device=None):
     """Re-index every seed of the families ``names`` on ONE grid of unfolded progress: the common
     range of all their seeds (``trajectory_geometry.common_range``; runs that go back in progress
     keep every checkpoint).  Returns (grid (G,), (lo, hi), {name: (K, G, N, C) float64})."""
     names = list(names)
-    u = {m: [unfolded_progress(t) for t in run_progress(runs[m])] for m in names}
+    u = {m: [unfolded_progress(t) for t in runs[m].progress()] for m in names}
     lo, hi = common_range(*[x for m in names for x in u[m]])
     grid = np.linspace(lo, hi, n_grid)
     out = {m: np.stack([reindex_trajectory(runs[m].probs[k].astype(np.float64), grid,
-                                           progress_values=run_progress(runs[m])[k], device=device)
+                                           progress_values=runs[m].progress()[k], device=device)
                         for k in range(len(u[m]))]) for m in names}
     return grid, (lo, hi), out
 
@@ -496,17 +490,16 @@ def inpca_picture(runs: dict, names, k: int = 3, n_null: int = 10, seed: int = 0
     names = list(names)
     labels = runs[names[0]].labels
     P = np.concatenate([runs[m].probs.reshape(-1, *runs[m].probs.shape[2:]) for m in names]).astype(np.float64)
-    emb = inpca(bhattacharyya_matrix(P), k=k)
     sizes = [runs[m].probs.shape[:2] for m in names]
+    P0, Pstar = reference_points(labels, runs[names[0]].probs.shape[-1])
+    means = np.stack([runs[m].probs.astype(np.float64).mean(0) for m in names])  # (F, T, N, C)
+    pic = inpca_with_placed(P, np.concatenate([P0[None], Pstar[None], means.reshape(-1, *means.shape[2:])]),
+                            k=k, n_null=n_null, seed=seed)
+    emb, Y = pic.embedding, pic.placed
     X, start = {}, 0
     for m, (S, T) in zip(names, sizes):
         X[m] = emb.coords[start:start + S * T].reshape(S, T, k)
         start += S * T
-    P0, Pstar = reference_points(labels, runs[names[0]].probs.shape[-1])
-    means = np.stack([runs[m].probs.astype(np.float64).mean(0) for m in names])  # (F, T, N, C)
-    new = np.concatenate([P0[None], Pstar[None], means.reshape(-1, *means.shape[2:])])
-    Y = emb.project(bhattacharyya_matrix(new, P))
     T = sizes[0][1]
     return dict(emb=emb, X=X, p0=Y[0], pstar=Y[1],
-                means={m: Y[2 + i * T:2 + (i + 1) * T] for i, m in enumerate(names)},
-                null=explained_stress_null(P, k, n_null=n_null, seed=seed))
+                means={m: Y[2 + i * T:2 + (i + 1) * T] for i, m in enumerate(names)}, null=pic.stress_null)

@@ -63,8 +63,8 @@ from torch import nn
 
 from ..data import training_images
 from ..device import derived_seed, get_device
-from ..geometry import (bhattacharyya, bhattacharyya_matrix, explained_stress_null, inpca, progress,
-                        reference_points, riemann_length)
+from ..geometry import (bhattacharyya, bhattacharyya_matrix, inpca_with_placed, progress, reference_points,
+                        riemann_length)
 from ..networks.cnn import init_cnn
 from ..readout import imprint, prediction_set
 from ..trajectories import (check_checkpoints, default_checkpoints, make_optimizer, make_schedule, progress_bar,
@@ -505,14 +505,12 @@ def inpca_picture(pre: Pretraining, ft: FineTuning, *, k: int = 3, n_null: int =
     (``n_null`` draws from ``seed``)."""
     K, T, N, C = pre.probs.shape
     models = np.concatenate([pre.probs.reshape(-1, N, C), ft.probs.reshape(-1, N, C)]).astype(np.float64)
-    D = np.asarray(bhattacharyya_matrix(models, device=device), dtype=np.float64)
-    emb = inpca(D, k=k)
     p0, p_star = reference_points(pre.labels, C, clip=1e-6)
     extra = np.concatenate([pre.probs.astype(np.float64).mean(0), ft.probs.astype(np.float64).mean(2).reshape(-1, N, C),
                             p0[None], p_star[None]])
-    Y = emb.project(np.asarray(bhattacharyya_matrix(extra, models, device=device), dtype=np.float64))
+    pic = inpca_with_placed(models, extra, k=k, n_null=n_null, seed=seed, device=device)
+    emb, Y, null = pic.embedding, pic.placed, pic.stress_null
     n_ft = ft.probs.shape[:4]
-    null = explained_stress_null(models, k=k, n_null=n_null, seed=seed, device=device) if n_null else np.empty(0)
     return InPCAPicture(embedding=emb, pre=emb.coords[:K * T].reshape(K, T, k),
                         ft=emb.coords[K * T:].reshape(n_ft + (k,)), pre_mean=Y[:T],
                         ft_mean=Y[T:-2].reshape((n_ft[0], n_ft[1], n_ft[3], k)), p0=Y[-2], p_star=Y[-1],
