@@ -66,7 +66,7 @@ def test_notebook_conventions(nb_id):
     ("s1", "n_seeds", 1, r"n_seeds must be an integer >= 2"),
     ("s2", "n_grid", 0, r"n_grid must be an integer >= 3"),
     ("s3", "n_out", 1, r"n_out must be an integer >= 2"),
-    ("s4", "n_seeds", 1, r"n_seeds must be an integer >= 2"),
+    ("s4", "n_seeds", 1, r"n_seeds must be an integer >= 5"),
     ("s5", "ckpt_every", 0, r"ckpt_every must be an integer >= 1"),
     ("s6", "tau", 1.5, r"tau must be in \[0, 1\]"),
     ("s7", "head", "frozen", r"head must be one of"),
