@@ -69,7 +69,7 @@ def test_notebook_conventions(nb_id):
     ("s4", "n_seeds", 1, r"n_seeds must be an integer >= 5"),
     ("s5", "ckpt_every", 0, r"ckpt_every must be an integer >= 1"),
     ("s6", "tau", 1.5, r"tau must be in \[0, 1\]"),
-    ("s7", "head", "frozen", r"head must be one of"),
+    ("s7", "n_seeds", 2, r"n_seeds must be an integer >= 5"),
 ])
 def test_bad_notebook_parameter_stops_with_its_name(tmp_path, nb_id, name, value, message):
     import re
