@@ -32,7 +32,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from .networks.cnn import SmallCNN, init_cnn
 from .readout import PredictionSet
-from .seed_runs import batch_seed, batch_stream, init_seed, make_optimizer, make_schedule, progress_bar
+from .seed_runs import batch_seed, batch_stream, init_seed, progress_bar, run_optimizer
 
 __all__ = ["train_supervised_seeds_batched"]
 
@@ -97,8 +97,7 @@ def train_supervised_seeds_batched(X: torch.Tensor, y: torch.Tensor, pset: Predi
     params, buffers = stack_module_state(nets)
     net = SmallCNN(C, c.channels, **arch).to(dev)     # a template: its own weights are never used
     feat = _Features(C, c.channels, **arch).to(dev)
-    opt = make_optimizer(list(params.values()), c.optimizer, c.lr, c.momentum, c.weight_decay, c.nesterov)
-    schedule = make_schedule(opt, steps, c.schedule)
+    opt, schedule = run_optimizer(list(params.values()), c)
     streams = [batch_stream(len(y), c.batch_size, batch_seed(seed, k)) for k in range(S)]
     loss_one = lambda p, b, x, t: F.cross_entropy(functional_call(net, (p, b), (x,)), t)  # noqa: E731
     losses = vmap(loss_one)

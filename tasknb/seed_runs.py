@@ -6,6 +6,7 @@
 ``batch_stream``          endless reshuffled mini-batch indices from one seed
 ``make_optimizer``        SGD (momentum, optionally Nesterov's) or Adam, validated by name
 ``make_schedule``         the learning-rate schedule of a run: constant or cosine annealing (App. A of S)
+``run_optimizer``         both, as a run configuration (``tasknb.trajectories.RunConfig``) asks for them
 ``progress_bar``          a tqdm.auto bar or None
 ``OPTIMIZERS``, ``SCHEDULES``, ``check_nesterov``   what they accept
 
@@ -22,7 +23,7 @@ from .device import derived_seed, generator
 from .validation import check_bool, check_choice, check_positive_int, check_positive_real, check_seed
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "init_seed", "batch_seed", "check_nesterov", "batch_stream", "make_optimizer",
-           "make_schedule", "progress_bar"]
+           "make_schedule", "run_optimizer", "progress_bar"]
 
 #: optimizers accepted by :func:`make_optimizer` and :class:`RunConfig`
 OPTIMIZERS = ("sgd", "adam")
@@ -104,6 +105,15 @@ def make_schedule(optimizer, steps: int, schedule: str = "constant"):
     else:
         factor = lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, steps) / steps))  # noqa: E731
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def run_optimizer(params, config):
+    """The optimizer and learning-rate schedule of a run: ``make_optimizer(params, config.optimizer,
+    config.lr, config.momentum, config.weight_decay, config.nesterov)`` and ``make_schedule(opt,
+    config.steps, config.schedule)``.  ``config`` is a :class:`tasknb.trajectories.RunConfig` (or
+    anything with those fields).  Returns (optimizer, LambdaLR)."""
+    opt = make_optimizer(params, config.optimizer, config.lr, config.momentum, config.weight_decay, config.nesterov)
+    return opt, make_schedule(opt, config.steps, config.schedule)
 
 
 def progress_bar(total: int, desc: str, enabled: bool):

@@ -46,6 +46,7 @@ from .geometry import progress
 from .networks.cnn import NORMS, check_channels, check_head_bias, init_cnn
 from .readout import READOUTS, PredictionSet, prediction_set
 from .seed_runs import (OPTIMIZERS, SCHEDULES, batch_seed, batch_stream, check_nesterov, init_seed, make_optimizer,
+                        run_optimizer,
                         make_schedule, progress_bar)
 from .validation import (check_choice, check_int_sequence, check_positive_int, check_positive_real,
                          check_seed)
@@ -53,7 +54,7 @@ from .validation import (check_choice, check_int_sequence, check_positive_int, c
 __all__ = ["RunConfig", "RUN_FIELDS", "run_config", "Trajectories", "default_checkpoints", "record_trajectories", "record_run",
            "batch_stream", "make_optimizer", "check_checkpoints", "supervised_step", "train_supervised_seeds",
            "record_seeds", "trajectories_from_probs", "progress_bar", "save_trajectories", "load_trajectories",
-           "OPTIMIZERS", "SCHEDULES", "make_schedule", "init_seed", "batch_seed", "PAPER_RECIPE", "BATCHED",
+           "OPTIMIZERS", "SCHEDULES", "make_schedule", "init_seed", "batch_seed", "PAPER_RECIPE", "BATCHED", "run_optimizer",
            "record_trajectories_batched", "check_nesterov"]
 
 #: values of ``record_trajectories(batched=...)``
@@ -331,13 +332,15 @@ def run_config(config=None, defaults: dict | None = None, **changes) -> RunConfi
     return RunConfig(**{**defaults, **changes})
 
 
-def supervised_step(model, opt, X: torch.Tensor, y: torch.Tensor, batches):
+def supervised_step(model, opt, X: torch.Tensor, y: torch.Tensor, batches, *, transform=None):
     """A ``train_step`` for :func:`record_run`: one cross-entropy step of ``opt`` on the next
     mini-batch (indices from ``batches``, e.g. :func:`batch_stream`) of images X (n, 1, 28, 28)
-    with labels y (n,)."""
+    with labels y (n,); ``transform`` (optional) maps each mini-batch of images before the model
+    sees it (e.g. a data augmentation)."""
     def train_step(_step):
         b = next(batches).to(X.device)
-        loss = F.cross_entropy(model(X[b]), y[b])
+        x = X[b] if transform is None else transform(X[b])
+        loss = F.cross_entropy(model(x), y[b])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -360,9 +363,9 @@ def train_supervised_seeds(X: torch.Tensor, y: torch.Tensor, pset: PredictionSet
 
     def build(k, s):
         model = init_cnn(len(c.classes), c.channels, s, X.device, norm=c.norm, head_bias=c.head_bias)
-        opt = make_optimizer(model.parameters(), c.optimizer, c.lr, c.momentum, c.weight_decay, c.nesterov)
+        opt, schedule = run_optimizer(model.parameters(), c)
         batches = batch_stream(len(y), c.batch_size, batch_seed(c.seed, k))
-        return model, supervised_step(model, opt, X, y, batches), make_schedule(opt, c.steps, c.schedule)
+        return model, supervised_step(model, opt, X, y, batches), schedule
 
     return record_seeds(build, c.n_seeds, c.steps, c.checkpoints, pset, seed=c.seed, keep_states=keep_states,
                         progress=progress, desc=desc)

@@ -44,8 +44,8 @@ from ..device import derived_seed, generator, get_device, numpy_stream
 from ..networks.cnn import init_cnn
 from ..geometry import bhattacharyya, inpca_with_placed, progress, reference_points, riemann_length
 from ..readout import prediction_set, prototypical_logits
-from ..trajectories import (Trajectories, make_optimizer, make_schedule, progress_bar, record_seeds,
-                            record_trajectories, run_config, trajectories_from_probs)
+from ..trajectories import (Trajectories, progress_bar, record_seeds,
+                            record_trajectories, run_config, run_optimizer, trajectories_from_probs)
 from ..trajectory_geometry import compare_families, family_tube, reindex_trajectory, unfolded_progress
 from ..validation import check_int_sequence, check_label_tensor, check_positive_int, check_seed
 
@@ -209,7 +209,7 @@ def record_episodic_trajectories(way: int = 5, shot: int = 5, query: int = 10, s
 
     def build(k, s):
         model = init_cnn(len(c.classes), c.channels, s, dev, norm=c.norm, head_bias=c.head_bias)
-        opt = make_optimizer(model.parameters(), c.optimizer, c.lr, c.momentum, c.weight_decay, c.nesterov)
+        opt, schedule = run_optimizer(model.parameters(), c)
         episodes = episode_stream(ytr, way, shot, query, episode_seed(c.seed, k))
 
         def train_step(_step):
@@ -220,7 +220,7 @@ def record_episodic_trajectories(way: int = 5, shot: int = 5, query: int = 10, s
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        return model, train_step, make_schedule(opt, c.steps, c.schedule)
+        return model, train_step, schedule
 
     probs, _ = record_seeds(build, c.n_seeds, c.steps, c.checkpoints, pset, seed=c.seed, progress=progress,
                             desc=f"{way}-way episodes")

@@ -39,8 +39,8 @@ from ..networks.cnn import SmallCNN, init_cnn
 from ..geometry import bhattacharyya, inpca_with_placed, progress, reference_points
 from ..readout import prediction_set
 from ..trajectory_geometry import common_range, reindex_trajectory, unfolded_progress
-from ..trajectories import (RunConfig, Trajectories, batch_seed, batch_stream, make_optimizer, make_schedule,
-                           record_seeds, run_config, trajectories_from_probs)
+from ..trajectories import (RunConfig, Trajectories, batch_seed, batch_stream, record_seeds, run_config,
+                           run_optimizer, supervised_step, trajectories_from_probs)
 from ..validation import check_choice, check_positive_int, check_positive_real, check_real_in, check_seed
 
 __all__ = ["STRENGTHS", "augment", "ContrastiveNet", "init_contrastive", "nt_xent", "pseudo_labels",
@@ -252,11 +252,6 @@ def _pset(c: RunConfig, dev):
                           data_seed=c.data_seed, device=dev)
 
 
-def _sgd_or_adam(model, c: RunConfig):
-    opt = make_optimizer(model.parameters(), c.optimizer, c.lr, c.momentum, c.weight_decay, c.nesterov)
-    return opt, make_schedule(opt, c.steps, c.schedule)
-
-
 def record_supervised_trajectories(config=None, *, device="auto", progress: bool = False, **changes) -> Trajectories:
     """Cross-entropy training on weakly augmented images (the baseline of Result 5 of S, augmented
     like FixMatch's labelled branch): ``kernel`` :func:`~tasknb.trajectories.train_supervised_seeds`
@@ -278,17 +273,11 @@ def record_supervised_trajectories(config=None, *, device="auto", progress: bool
 
     def build(k, s):
         model = init_cnn(len(c.classes), c.channels, s, dev, norm=c.norm, head_bias=c.head_bias)
-        opt, sched = _sgd_or_adam(model, c)
+        opt, sched = run_optimizer(model.parameters(), c)
         batches = batch_stream(len(ytr), c.batch_size, batch_seed(c.seed, k))
         g_aug = stream(c.seed, _AUG, 0, k)
-
-        def train_step(_step):
-            b = next(batches).to(dev)
-            loss = F.cross_entropy(model(augment(Xtr[b], "weak", generator_=g_aug)), ytr[b])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        return model, train_step, sched
+        weak = lambda x: augment(x, "weak", generator_=g_aug)  # noqa: E731
+        return model, supervised_step(model, opt, Xtr, ytr, batches, transform=weak), sched
 
     probs, _ = record_seeds(build, c.n_seeds, c.steps, c.checkpoints, pset, seed=c.seed, progress=progress,
                             desc=f"supervised {list(c.classes) if len(c.classes) < 10 else 'all'}")
@@ -329,7 +318,7 @@ def record_contrastive_trajectories(config=None, *, temperature: float = 0.5, hi
 
     def build(k, s):
         model = init_contrastive(c.channels, hidden, proj_dim, s, dev, norm=c.norm, head_bias=c.head_bias)
-        opt, sched = _sgd_or_adam(model, c)
+        opt, sched = run_optimizer(model.parameters(), c)
         batches = batch_stream(len(Xtr), c.batch_size, batch_seed(c.seed, k))
         g_aug = stream(c.seed, _AUG, 1, k)
 
@@ -389,7 +378,7 @@ def record_fixmatch_trajectories(config=None, *, n_labelled: int = 25, mu: int =
 
     def build(k, s):
         model = init_cnn(len(c.classes), c.channels, s, dev, norm=c.norm, head_bias=c.head_bias)
-        opt, sched = _sgd_or_adam(model, c)
+        opt, sched = run_optimizer(model.parameters(), c)
         lab_batches = batch_stream(len(yl), c.batch_size, batch_seed(c.seed, k))
         unl_batches = batch_stream(len(Xu), mu * c.batch_size, derived_seed(c.seed, _UNLABELLED, k))
         g_aug = stream(c.seed, _AUG, 2, k)
