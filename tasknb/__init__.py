@@ -14,6 +14,7 @@ import a chapter or the book tooling, and never plot.
 ``chmm``                    the correlated hidden manifold model, binary and multi-class, and stacked samples
 ``networks.stacks``         K two-layer networks as stacked tensors (binary and soft-max heads)
 ``networks.cnn``            the small CNN of the prediction-space chapters
+``networks.resnet``         a small ResNet with ResNet-18's module names (conv1, layer1-layer4, fc), GroupNorm
 ``training``                one training loop for K stacks at once (vmap, Adam, early stopping); L2 heads
 ``feature_transfer``        reusing a first layer: the TF / RF / 2L / ft-TF learners and their learning curves
 ``gaussian_equivalence``    Monte-Carlo feature covariances Ω, Φ and the theory of frozen-feature heads
@@ -31,6 +32,8 @@ import a chapter or the book tooling, and never plot.
                             SGD (Nesterov) / Adam, constant or cosine learning rate
 ``trajectories``            training runs recorded as prediction-space trajectories (one run configuration)
 ``batched_trajectories``    the supervised trainer with all seeds in one vmap (used on CUDA)
+``pretraining``             the models of a transfer experiment: a source network pre-trained once and cached on
+                            disk, target tasks of increasing distance, training from pre-trained or random weights
 ==========================  ==============================================================================
 
 **Chapters** (``tasknb/chapters/``): the protocol of one notebook each, named after it

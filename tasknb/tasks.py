@@ -11,7 +11,8 @@ import torch
 from .device import generator
 from .validation import check_int_sequence, check_positive_int, check_real_in, check_seed
 
-__all__ = ["class_subset", "superclass_labels", "binary_relabel", "random_labels", "EVEN_ODD", "LESS_THAN_5"]
+__all__ = ["class_subset", "superclass_labels", "binary_relabel", "random_labels", "brightness_labels", "EVEN_ODD",
+           "LESS_THAN_5"]
 
 #: classes labelled +1 by the even/odd relabeling (even labels) and the "< 5" relabeling
 EVEN_ODD = (0, 2, 4, 6, 8)
@@ -81,3 +82,24 @@ def random_labels(y: torch.Tensor, fraction: float, num_classes: int, seed: int 
     out = y.clone()
     out[idx] = torch.randint(0, num_classes, (n_rand,), generator=g)
     return out
+
+
+def brightness_labels(X: torch.Tensor, n_levels: int = 4, edges=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Label each image by the level of its mean pixel value: a task that ignores shape.
+
+    X (n, c, h, w) images.  Without ``edges``, the ``n_levels - 1`` inner edges are the quantiles
+    of the mean brightness over X (so the levels are equally frequent on X); pass the edges computed
+    on a training split to label a test split the same way.  Returns (labels (n,) int64 in
+    0..n_levels-1, edges (n_levels - 1,) float).
+    """
+    if not isinstance(X, torch.Tensor) or X.dim() != 4:
+        raise ValueError(f"X must be a tensor of images with shape (n, c, h, w), got {getattr(X, 'shape', type(X).__name__)}")
+    n_levels = check_positive_int("n_levels", n_levels, minimum=2)
+    mean = X.double().mean(dim=(1, 2, 3))
+    if edges is None:
+        edges = torch.quantile(mean, torch.arange(1, n_levels, dtype=torch.float64) / n_levels)
+    else:
+        edges = torch.as_tensor(edges, dtype=torch.float64)
+        if edges.shape != (n_levels - 1,) or bool((edges[1:] <= edges[:-1]).any()):
+            raise ValueError(f"edges must be {n_levels - 1} increasing numbers (n_levels - 1), got {edges.tolist()}")
+    return torch.bucketize(mean, edges, right=True).long(), edges
