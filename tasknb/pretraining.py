@@ -22,6 +22,7 @@ data available offline.
                              with ``torch.load(weights_only=True)``
 ``start_state``              the start of a target run: "P" (the source weights with a fresh head)
                              or "RI" (a random network)
+``target_runs``              several P-T and RI-T runs on one target, paired by seed index
 ``steps_to_threshold``       optimisation speed: the first evaluated step a metric reaches a level
 
 A "state" is a dict parameter name -> tensor (CPU, detached), as ``dict(model.named_parameters())``;
@@ -50,7 +51,7 @@ from .validation import check_choice, check_positive_int, check_positive_real, c
 __all__ = ["SOURCE_CLASSES", "TARGET_CLASSES", "TARGETS", "TaskImages", "source_images", "target_images",
            "TrainSpec", "TrainingRecord", "train_network", "evaluate", "SourceConfig", "SourceModel",
            "pretrained_source", "model_cache_dir", "start_state", "load_state", "get_state", "steps_to_threshold",
-           "START_KINDS"]
+           "START_KINDS", "TargetRuns", "target_runs"]
 
 #: the source task's Fashion-MNIST classes (T-shirt/top, trouser, pullover, dress, coat)
 SOURCE_CLASSES = (0, 1, 2, 3, 4)
@@ -383,3 +384,56 @@ def start_state(kind: str, n_classes: int, width: int, seed: int, k: int = 0, *,
     if set(state) != set(head) or any(state[n].shape != head[n].shape for n in head if not n.startswith("fc.")):
         raise ValueError(f"source must be the weights of a SmallResNet of width {width}")
     return state
+
+
+@dataclasses.dataclass
+class TargetRuns:
+    """Runs on one target: ``records[kind][k]`` (:class:`TrainingRecord`) and ``starts[kind][k]`` (the
+    start state) for each kind in ``kinds`` ("P" gives P-T runs, "RI" gives RI-T runs) and seed index
+    k < n_seeds; ``n_classes`` of the target."""
+
+    kinds: tuple
+    records: dict
+    starts: dict
+    n_classes: int
+
+    def finals(self, kind: str) -> list:
+        """The final states of the runs of ``kind``."""
+        return [r.final for r in self.records[kind]]
+
+    def metric(self, kind: str, eval_set: str, metric: str = "accuracy") -> np.ndarray:
+        """(n_seeds, T) curves of ``metric`` on ``eval_set`` for the runs of ``kind``."""
+        return np.stack([r.metrics[eval_set][metric] for r in self.records[kind]])
+
+
+def target_runs(task: TaskImages, spec: TrainSpec, n_seeds: int, seed: int, *, source: dict | None = None,
+                width: int = 8, kinds=START_KINDS, same_start: bool = False, eval_sets: dict | None = None,
+                checkpoints=(), device="auto", progress: bool = False) -> TargetRuns:
+    """Train ``n_seeds`` networks of each kind on ``task`` (its X, y) under ``spec``.
+
+    Run k of kind "P" starts from ``start_state("P", ..., seed, k, source=source)`` (the source
+    body, new head k), run k of kind "RI" from ``start_state("RI", ..., seed, k)``; with
+    ``same_start`` every run of a kind starts from its k = 0 start, so runs differ only in their
+    mini-batch order.  Run k of every kind uses the batch order ``derived_seed(seed,
+    "pretraining.target_batches", k)``: a P-T run and an RI-T run of one k differ only in where they
+    start (paired comparisons).  ``eval_sets`` and ``checkpoints`` as in :func:`train_network`.
+    """
+    if not isinstance(task, TaskImages):
+        raise ValueError(f"task must be a TaskImages (target_images / source_images), got {type(task).__name__}")
+    n_seeds = check_positive_int("n_seeds", n_seeds)
+    kinds = tuple(check_choice("kinds", k, START_KINDS) for k in kinds)
+    if not kinds or len(set(kinds)) != len(kinds):
+        raise ValueError(f"kinds must be a non-empty subset of {START_KINDS} without repeats, got {kinds}")
+    dev = get_device(device)
+    records, starts = {}, {}
+    for kind in kinds:
+        records[kind], starts[kind] = [], []
+        for k in range(n_seeds):
+            st = start_state(kind, task.n_classes, width, seed, 0 if same_start else k, source=source)
+            net = load_state(SmallResNet(task.n_classes, width).to(dev), st)
+            rec = train_network(net, task.X, task.y, spec, derived_seed(seed, "pretraining.target_batches", k),
+                                eval_sets=eval_sets, checkpoints=checkpoints, progress=progress,
+                                desc=f"{kind}-T run {k + 1}/{n_seeds} on {task.name}")
+            records[kind].append(rec)
+            starts[kind].append(st)
+    return TargetRuns(kinds, records, starts, task.n_classes)

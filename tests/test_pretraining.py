@@ -161,3 +161,18 @@ def test_start_states():
         pt.start_state("PT", 10, 4, seed=0)
     with pytest.raises(ValueError, match="state must hold exactly the model's parameters"):
         pt.load_state(SmallResNet(10, 4), {"fc.weight": p0["fc.weight"]})
+
+
+def test_target_runs_pair_kinds_by_batch_order_and_same_start():
+    X, y = _tiny_task(48)
+    task = pt.TaskImages(X, y, 2, "tiny")
+    source = pt.get_state(init_resnet(5, 2, seed=3, device="cpu"))
+    spec = pt.TrainSpec(steps=4, batch_size=16, eval_every=2)
+    runs = pt.target_runs(task, spec, 2, seed=0, source=source, width=2, eval_sets={"train": (X, y)}, device="cpu")
+    assert runs.metric("P", "train").shape == (2, 3)
+    assert not torch.equal(runs.starts["P"][0]["fc.weight"], runs.starts["P"][1]["fc.weight"])
+    same = pt.target_runs(task, spec, 2, seed=0, source=source, width=2, same_start=True, device="cpu")
+    assert all(torch.equal(same.starts["RI"][0][n], same.starts["RI"][1][n]) for n in same.starts["RI"][0])
+    assert not torch.equal(same.finals("RI")[0]["fc.weight"], same.finals("RI")[1]["fc.weight"])
+    with pytest.raises(ValueError, match="kinds must be one of 'P', 'RI'"):
+        pt.target_runs(task, spec, 1, seed=0, kinds=("PT",))
