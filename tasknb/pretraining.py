@@ -51,7 +51,7 @@ from .validation import check_choice, check_positive_int, check_positive_real, c
 __all__ = ["SOURCE_CLASSES", "TARGET_CLASSES", "TARGETS", "TaskImages", "source_images", "target_images",
            "TrainSpec", "TrainingRecord", "train_network", "evaluate", "SourceConfig", "SourceModel",
            "pretrained_source", "model_cache_dir", "start_state", "load_state", "get_state", "steps_to_threshold",
-           "START_KINDS", "TargetRuns", "target_runs"]
+           "START_KINDS", "TargetRuns", "target_runs", "source_config"]
 
 #: the source task's Fashion-MNIST classes (T-shirt/top, trouser, pullover, dress, coat)
 SOURCE_CLASSES = (0, 1, 2, 3, 4)
@@ -325,6 +325,16 @@ class SourceModel:
             raise ValueError(f"step must be one of the checkpoints {sorted(self.states)}, got {step!r}")
         net = SmallResNet(len(SOURCE_CLASSES), self.config.width).to(get_device(device))
         return load_state(net, self.states[step])
+
+
+def source_config(width: int = 8, n_train: int = 5000, steps: int = 1000, seed: int = 0) -> SourceConfig:
+    """The book's source configuration at a width, size and length: batch 64, lr 0.05, cosine, weights
+    kept at steps 0 and round(f * steps) for f in (0.03, 0.1, 0.3, 1).  The defaults are
+    ``SourceConfig()``, the model every Part N chapter shares through the cache."""
+    steps = check_positive_int("steps", steps, minimum=10)
+    spec = dataclasses.replace(SourceConfig().spec, steps=steps, eval_every=max(1, steps // 20))
+    ck = tuple(sorted({0} | {int(round(f * steps)) for f in (0.03, 0.1, 0.3, 1.0)}))
+    return SourceConfig(width=width, n_train=n_train, spec=spec, checkpoints=ck, seed=seed)
 
 
 def model_cache_dir() -> Path:

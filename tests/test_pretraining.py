@@ -176,3 +176,9 @@ def test_target_runs_pair_kinds_by_batch_order_and_same_start():
     assert not torch.equal(same.finals("RI")[0]["fc.weight"], same.finals("RI")[1]["fc.weight"])
     with pytest.raises(ValueError, match="kinds must be one of 'P', 'RI'"):
         pt.target_runs(task, spec, 1, seed=0, kinds=("PT",))
+
+
+def test_source_config_defaults_are_the_shared_source_model():
+    assert pt.source_config() == pt.SourceConfig()
+    c = pt.source_config(width=4, n_train=100, steps=200, seed=3)
+    assert c.checkpoints == (0, 6, 20, 60, 200) and c.spec.eval_every == 10 and c.key() != pt.SourceConfig().key()
