@@ -62,6 +62,8 @@ TARGETS = ("fashion_classes", "fashion_inverted", "digits", "fashion_brightness"
 #: kinds of start of a target run
 START_KINDS = ("P", "RI")
 _BRIGHTNESS_LEVELS = 4
+#: part of every cache key: raise it when a change of code changes what a configuration trains
+CACHE_VERSION = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -296,7 +298,7 @@ class SourceConfig:
 
     def key(self) -> str:
         """A 16-hex-digit hash of the configuration (and of the source task): the cache file's name."""
-        text = json.dumps({"config": self.as_dict(), "source": SOURCE_CLASSES, "version": 1}, sort_keys=True)
+        text = json.dumps({"config": self.as_dict(), "source": SOURCE_CLASSES, "version": CACHE_VERSION}, sort_keys=True)
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 

@@ -25,6 +25,9 @@ def executed_notebooks(tmp_path_factory):
     from tasknb.book.runner import execute, list_notebooks
 
     out = tmp_path_factory.mktemp("executed")
+    # Part N's pre-trained source model is cached on disk; this run trains its own (once, shared by
+    # the N notebooks), so a model cached by older code can never stand in for the current code's.
+    os.environ["TASKNB_CACHE"] = str(tmp_path_factory.mktemp("model_cache"))
     results = {}
     for nb_id in list_notebooks():
         try:
