@@ -34,6 +34,9 @@ import a chapter or the book tooling, and never plot.
 ``batched_trajectories``    the supervised trainer with all seeds in one vmap (used on CUDA)
 ``pretraining``             the models of a transfer experiment: a source network pre-trained once and cached on
                             disk, target tasks of increasing distance, training from pre-trained or random weights
+``landscape``               comparing trained networks: linear / RBF CKA (biased and debiased), l2 distances
+                            per module, loss along interpolations (vmap over lambda), barriers, rewinding,
+                            module criticality and its PAC-Bayes bound
 ==========================  ==============================================================================
 
 **Chapters** (``tasknb/chapters/``): the protocol of one notebook each, named after it
