@@ -66,6 +66,7 @@ __all__ = [
     "parameter_state",
     "parameter_distance",
     "interpolate_states",
+    "VECTORIZE",
     "InterpolationCurve",
     "interpolation_curve",
     "interpolation_curve_loop",
@@ -430,15 +431,25 @@ def _grid(name: str, values, low=None, high=None) -> np.ndarray:
     return arr
 
 
+#: how a stack of parameter settings is evaluated: "vmap" (torch.func.vmap over functional_call),
+#: "sequential" (functional_call once per setting, no state_dict copies) or "auto" (vmap on CUDA,
+#: sequential on the CPU, where vmap's batched (grouped) convolutions measured 2-5x slower than one
+#: call per setting for the SmallCNN and the SmallResNet on one thread; on CUDA vmap is the expected
+#: winner but has not been timed here yet -- benchmarks/bench_interpolation.py prints all three)
+VECTORIZE = ("auto", "vmap", "sequential")
+
+
 class _StackedEvaluator:
     """Cross-entropy sums and correct-prediction counts of P parameter settings of ``model`` on (X, y):
     the settings are a dict of stacked tensors ``{name: (P, *shape)}`` for the varying parameters and
     the model's own tensors (or ``fixed``) for the rest; evaluated with vmap(functional_call) in chunks
     of ``chunk`` settings and ``batch_size`` inputs."""
 
-    def __init__(self, model, X, y, fixed, batch_size, chunk):
+    def __init__(self, model, X, y, fixed, batch_size, chunk, vectorize="auto"):
         self.model = model
         self.device = _model_device(model)
+        vectorize = check_choice("vectorize", vectorize, VECTORIZE)
+        self.use_vmap = vectorize == "vmap" or (vectorize == "auto" and self.device.type == "cuda")
         self.X, self.y = X, y
         self.fixed = {k: v.to(self.device) for k, v in fixed.items()}
         self.buffers = {k: b for k, b in model.named_buffers()}
@@ -463,7 +474,11 @@ class _StackedEvaluator:
                     for b0 in range(0, n, self.batch_size):
                         xb = self.X[b0:b0 + self.batch_size].to(self.device)
                         yb = self.y[b0:b0 + self.batch_size].to(self.device)
-                        logits = batched(varying, self.fixed, xb)          # (c, B, C)
+                        if self.use_vmap:
+                            logits = batched(varying, self.fixed, xb)      # (c, B, C)
+                        else:
+                            logits = torch.stack([self._forward({k: v[i] for k, v in varying.items()}, self.fixed,
+                                                                xb) for i in range(stop - start)])
                         if int(yb.max()) >= logits.shape[-1]:
                             raise ValueError(f"y holds class {int(yb.max())} but the model has "
                                              f"{logits.shape[-1]} outputs")
@@ -521,7 +536,7 @@ def _prepare_curve(model, state_a, state_b, lambdas, X, y, batch_size, what):
 
 
 def interpolation_curve(model, state_a, state_b, lambdas, X, y, batch_size: int = 512,
-                        chunk: int = 8) -> InterpolationCurve:
+                        chunk: int = 8, vectorize: str = "auto") -> InterpolationCurve:
     """Cross-entropy loss and accuracy on (X, y) of theta_lam = (1 - lam) theta_a + lam theta_b for every
     lam of ``lambdas`` (any finite reals; the chapters use [-1, 2]).
 
@@ -533,6 +548,8 @@ def interpolation_curve(model, state_a, state_b, lambdas, X, y, batch_size: int 
         Memory grows as chunk x batch_size x the activations of one input.
     The interpolated parameters of a chunk of lam are stacked, (chunk, *shape), and evaluated with
     ``torch.func.vmap(functional_call(model, ...))`` in eval mode without gradients.
+    vectorize : "auto" (default: vmap on CUDA, one functional_call per lam of the chunk on the CPU, where
+        it is faster), "vmap" or "sequential" (see ``VECTORIZE``); the results agree to rounding.
     """
     model, lambdas, X, y, batch_size = _prepare_curve(model, state_a, state_b, lambdas, X, y, batch_size,
                                                       "interpolation_curve")
@@ -547,7 +564,7 @@ def interpolation_curve(model, state_a, state_b, lambdas, X, y, batch_size: int 
         return {k: (1.0 - lam).reshape(-1, *[1] * a[k].ndim) * a[k] + lam.reshape(-1, *[1] * a[k].ndim) * b[k]
                 for k in a}
 
-    evaluate = _StackedEvaluator(model, X, y, {}, batch_size, chunk)
+    evaluate = _StackedEvaluator(model, X, y, {}, batch_size, chunk, vectorize)
     loss, acc = evaluate(make_chunk, len(lambdas))
     return InterpolationCurve(lambdas, loss, acc, int(X.shape[0]))
 
@@ -642,12 +659,13 @@ def _module_tensors(model, state_init, state_final, module, modules, what):
 
 
 def module_path_curve(model, state_init, state_final, module, alphas, X, y, modules=None, batch_size: int = 512,
-                      chunk: int = 8) -> ModulePathCurve:
+                      chunk: int = 8, vectorize: str = "auto") -> ModulePathCurve:
     """Loss / accuracy / zero-one error on (X, y) along the straight path of one module from its initial
     to its final value, theta_i^alpha = (1 - alpha) theta_i^0 + alpha theta_i^F, every other parameter at
     theta^F (the slides' "convex combination path from final to initial value of modules"; alpha = 0 is
     rewinding).  alphas : any finite reals (usually [0, 1]); vectorised over alpha (vmap, ``chunk`` at a
-    time).  modules : dict module -> parameter names, default ``module_groups(model)``."""
+    time; ``vectorize`` as in :func:`interpolation_curve`).  modules : dict module -> parameter names, default
+    ``module_groups(model)``."""
     model, names, theta0, thetaF, fixed, distance = _module_tensors(model, state_init, state_final, module, modules,
                                                                     "module_path_curve")
     alphas = _grid("alphas", alphas)
@@ -661,7 +679,7 @@ def module_path_curve(model, state_init, state_final, module, alphas, X, y, modu
         return {k: (1 - al).reshape(-1, *[1] * theta0[k].ndim) * theta0[k] + al.reshape(-1, *[1] * theta0[k].ndim)
                 * thetaF[k] for k in names}
 
-    loss, acc = _StackedEvaluator(model, X, y, fixed, batch_size, chunk)(make_chunk, len(alphas))
+    loss, acc = _StackedEvaluator(model, X, y, fixed, batch_size, chunk, vectorize)(make_chunk, len(alphas))
     return ModulePathCurve(module, alphas, loss, acc, 1.0 - acc, distance)
 
 
@@ -704,7 +722,8 @@ class ModuleCriticality:
 def module_criticality(model, state_init, state_final, module, X, y, epsilon, *,
                        alphas=np.linspace(0.0, 1.0, 11), sigma_steps: int = 8, sigma_min: float = 1e-4,
                        n_noise: int = 8, seed: int = 0, noise: str = "absolute", modules=None,
-                       batch_size: int = 512, chunk: int = 16, prune: bool = True) -> ModuleCriticality:
+                       batch_size: int = 512, chunk: int = 16, prune: bool = True,
+                       vectorize: str = "auto") -> ModuleCriticality:
     """Module criticality (Chatterji, Neyshabur & Sedghi 2020; slides of Neyshabur, Sedghi & Zhang 2020):
 
         mu_i(eps) = min_{0 <= alpha, sigma <= 1} alpha^2 ||theta_i^F - theta_i^0||_F^2 / sigma^2
@@ -725,7 +744,8 @@ def module_criticality(model, state_init, state_final, module, X, y, epsilon, *,
     noise : "absolute" (default, the definition: u ~ N(0, sigma^2 I)) or "relative" (the slides'
         extension, "noise proportional to the Frobenius norm of the weight matrix":
         u ~ N(0, sigma^2 ||theta_i^alpha||_F^2 / k_i I), k_i the module's number of parameters).
-    batch_size, chunk : inputs and (alpha, draw) settings evaluated at once.  prune : skip an alpha whose
+    batch_size, chunk : inputs and (alpha, draw) settings evaluated at once; vectorize : as in
+        :func:`interpolation_curve`.  prune : skip an alpha whose
         smallest possible objective (alpha^2 d^2 / sigma_upper^2) cannot beat the best found (exact under
         the assumption below; False evaluates every alpha to the end, e.g. to plot sigma*(alpha)).
 
@@ -775,7 +795,7 @@ def module_criticality(model, state_init, state_final, module, X, y, epsilon, *,
         theta_alpha_norm[j] = math.sqrt(sum(float(torch.sum(((1 - a) * theta0[k].double() + a * thetaF[k].double())
                                                             ** 2)) for k in names))
     scale = np.ones(A) if noise == "absolute" else theta_alpha_norm / math.sqrt(k_i)
-    evaluate = _StackedEvaluator(model, X, y, fixed, batch_size, chunk)
+    evaluate = _StackedEvaluator(model, X, y, fixed, batch_size, chunk, vectorize)
     records: list[tuple[float, float, float]] = []
 
     def noisy_error(idx: np.ndarray, sigmas: np.ndarray) -> np.ndarray:

@@ -213,10 +213,11 @@ def test_module_groups_parameter_distance_and_interpolation_of_states():
 
 
 # ----------------------------------------------------------------------------- interpolation
-def test_vectorised_interpolation_equals_the_loop_including_extrapolation():
+@pytest.mark.parametrize("vectorize", ["vmap", "sequential"])
+def test_vectorised_interpolation_equals_the_loop_including_extrapolation(vectorize):
     model, sa, sb, X, y = _cnn_pair()
     lambdas = np.linspace(-1.0, 2.0, 13)
-    fast = interpolation_curve(model, sa, sb, lambdas, X, y, batch_size=16, chunk=5)
+    fast = interpolation_curve(model, sa, sb, lambdas, X, y, batch_size=16, chunk=5, vectorize=vectorize)
     slow = interpolation_curve_loop(model, sa, sb, lambdas, X, y, batch_size=20)
     assert np.allclose(fast.loss, slow.loss, atol=1e-5)
     assert np.allclose(fast.accuracy, slow.accuracy, atol=1e-9)
@@ -241,6 +242,8 @@ def test_interpolation_refuses_batchnorm_and_foreign_states():
         interpolation_curve(model, sa, sb, [0, 1], X, y.float())
     with pytest.raises(ValueError, match="lambdas"):
         interpolation_curve(model, sa, sb, [], X, y)
+    with pytest.raises(ValueError, match="vectorize"):
+        interpolation_curve(model, sa, sb, [0, 1], X, y, vectorize="gpu")
 
 
 def test_barrier_definition():
@@ -265,9 +268,10 @@ def test_rewind_and_module_path(shift_setting):
     rewound = rewind_module(sF, s0, "head", groups)
     assert torch.equal(rewound["head.weight"], s0["head.weight"]) and torch.equal(rewound["body.0.weight"],
                                                                                    sF["body.0.weight"])
-    path = module_path_curve(final, s0, sF, "head", [0.0, 0.5, 1.0], X, y, chunk=2)
     ref = interpolation_curve_loop(final, rewound, sF, [0.0, 0.5, 1.0], X, y)   # only the head differs
-    assert np.allclose(path.loss, ref.loss, atol=1e-5) and np.allclose(path.error, ref.error)
+    for vectorize in ("vmap", "sequential"):
+        path = module_path_curve(final, s0, sF, "head", [0.0, 0.5, 1.0], X, y, chunk=2, vectorize=vectorize)
+        assert np.allclose(path.loss, ref.loss, atol=1e-5) and np.allclose(path.error, ref.error)
     assert path.error[-1] == 0.0 and path.error[0] > 0.3
     assert path.distance == pytest.approx(parameter_distance(s0, sF, groups)["head"])
     with pytest.raises(ValueError, match="module must be one of"):
@@ -329,6 +333,9 @@ def test_criticality_bracket_is_verified_by_an_independent_loop(shift_setting):
     again = module_criticality(final, s0, sF, "head", X, y, 0.05, alphas=[0.0, 0.5, 0.8, 1.0], n_noise=2,
                                sigma_steps=5, seed=5, prune=False)
     assert np.array_equal(again.evaluations, res.evaluations)                    # deterministic
+    vmapped = module_criticality(final, s0, sF, "head", X, y, 0.05, alphas=[0.0, 0.5, 0.8, 1.0], n_noise=2,
+                                 sigma_steps=5, seed=5, prune=False, vectorize="vmap", chunk=3)
+    assert np.allclose(vmapped.evaluations, res.evaluations)
 
 
 def test_criticality_infeasible_is_inf_with_a_warning_and_relative_noise_differs(shift_setting):
