@@ -76,6 +76,7 @@ __all__ = [
     "module_path_curve",
     "ModuleCriticality",
     "module_criticality",
+    "module_criticalities",
     "network_criticality",
     "pac_bayes_bound",
     "criticality_bound",
@@ -751,8 +752,8 @@ def module_criticality(model, state_init, state_final, module, X, y, epsilon, *,
 
     Search.  The objective falls as sigma grows, so for each alpha the best sigma is the largest feasible
     one.  Assuming the noisy error grows with sigma (checked on the slides' ResNets, not guaranteed),
-    it is found by bisection in log sigma on [sigma_min, 1]: sigma = 1 is tried first (feasible: done),
-    then sigma_min (infeasible: that alpha is infeasible), then ``sigma_steps`` halvings of the log
+    it is found by bisection in log sigma on [sigma_min, 1]: sigma_min is tried first (infeasible: that
+    alpha is infeasible), then sigma = 1 (feasible: done), then ``sigma_steps`` halvings of the log
     bracket.  The reported sigma is the largest one *verified* feasible, so mu is attained by an
     evaluated point (an upper bound of the grid optimum, within the bracket's resolution).  All active
     alphas x n_noise draws of a step are evaluated at once with vmap.  alpha = 0 (rewinding) feasible
@@ -838,22 +839,23 @@ def module_criticality(model, state_init, state_final, module, X, y, epsilon, *,
         bound = alphas ** 2 * d2 / np.minimum(hi, 1.0) ** 2
         active[:] &= ~(bound >= best_mu())
 
-    # 1. sigma = 1
+    # 1. sigma = sigma_min: an alpha infeasible there is infeasible (under the monotonicity assumption);
+    #    alpha = 0 feasible gives mu = 0 and prunes every other alpha at once
     idx = np.flatnonzero(active)
-    err = noisy_error(idx, np.ones(len(idx)))
+    err = noisy_error(idx, np.full(len(idx), sigma_min))
     ok = err <= epsilon
-    lo[idx[ok]] = 1.0
-    hi[idx[~ok]] = 1.0
-    active[idx[ok]] = False
+    lo[idx[ok]] = sigma_min
+    hi[idx[~ok]] = sigma_min
+    active[idx[~ok]] = False
     prune_hopeless()
-    # 2. sigma = sigma_min
+    # 2. sigma = 1 for the alphas still in play
     idx = np.flatnonzero(active)
     if len(idx):
-        err = noisy_error(idx, np.full(len(idx), sigma_min))
+        err = noisy_error(idx, np.ones(len(idx)))
         ok = err <= epsilon
-        lo[idx[ok]] = sigma_min
-        hi[idx[~ok]] = sigma_min
-        active[idx[~ok]] = False
+        lo[idx[ok]] = 1.0
+        hi[idx[~ok]] = 1.0
+        active[idx[ok]] = False
         prune_hopeless()
     # 3. bisection in log sigma on [lo, hi]
     for _ in range(sigma_steps):
@@ -885,6 +887,19 @@ def module_criticality(model, state_init, state_final, module, X, y, epsilon, *,
     match = [e for (a, s, e) in records if a == alphas[j] and s == lo[j]]
     return ModuleCriticality(mu=float(objective[j]), alpha=float(alphas[j]), sigma=float(lo[j]),
                              noisy_error=float(min(match)), feasible=True, message="", **common)
+
+
+def module_criticalities(model, state_init, state_final, X, y, epsilon, modules=None,
+                         **kwargs) -> dict[str, ModuleCriticality]:
+    """:func:`module_criticality` for every module of ``modules`` (default ``module_groups(model)``), in
+    order: ``{module: ModuleCriticality}``.  Keyword arguments are passed on (the same ``seed`` gives each
+    module its own noise stream, keyed by the module's name)."""
+    model = _check_model(model)
+    if modules is None:
+        modules = module_groups(model)
+    modules = _check_modules(modules, state_final)
+    return {module: module_criticality(model, state_init, state_final, module, X, y, epsilon, modules=modules,
+                                       **kwargs) for module in modules}
 
 
 def network_criticality(criticalities) -> float:
@@ -919,7 +934,8 @@ def pac_bayes_bound(noisy_train_error, alphas, sigmas, distances, n_params, m, d
         E_U[L_S] + sqrt( (1/4 sum_i k_i log(1 + alpha_i^2 d_i^2 / (k_i sigma_i^2)) + log(m / delta)) / (m - 1) ),
 
     an upper bound, with probability 1 - delta, on the expected test zero-one error of the noisy network
-    Theta^alpha + U.  The theorem's O~(1) term is dropped, so this is the bound up to that term.
+    Theta^alpha + U, U_i ~ N(0, sigma_i^2 I) (the "absolute" noise of :func:`module_criticality`).  The
+    theorem's O~(1) term is dropped, so this is the bound up to that term.
 
     noisy_train_error : E_U[L_S] in [0, 1].  alphas (in [0, 1]), sigmas (in (0, 1]), distances
     d_i = ||theta_i^F - theta_i^0||_F (>= 0), n_params k_i (integers >= 1): one value per module.

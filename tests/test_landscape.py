@@ -21,6 +21,7 @@ from tasknb.landscape import (
     layer_cka,
     layer_representations,
     linear_cka,
+    module_criticalities,
     module_criticality,
     module_groups,
     module_path_curve,
@@ -307,6 +308,8 @@ def test_criticality_known_answers(shift_setting):
                                        sF, "head", X, y, 0.05, **kw)
     assert zero_distance.distance == 0.0 and zero_distance.mu == 0.0
     assert network_criticality({"shift": shift, "head": head}) == pytest.approx(head.mu)
+    every = module_criticalities(final, s0, sF, X, y, 0.05, **kw)
+    assert list(every) == ["body", "head", "shift"] and every["head"].mu == head.mu and every["shift"].mu == 0.0
 
 
 def test_criticality_bracket_is_verified_by_an_independent_loop(shift_setting):
