@@ -21,11 +21,14 @@ Interpolation
     ``interpolation_curve``: loss and accuracy of theta_lam = (1 - lam) theta_a + lam theta_b for many
     lam at once (``torch.func.vmap`` over ``functional_call``, chunked over lam and data);
     ``interpolation_curve_loop`` the plain per-lam reference; ``barrier`` (Frankle et al. 2020).
+    ``vectorize`` ("auto", "vmap", "sequential"; see ``VECTORIZE``) chooses how a stack of parameter
+    settings is run: vmap on CUDA, one functional_call per setting on the CPU (measured faster there).
 Rewinding and criticality
     ``rewind_module``, ``module_path_curve`` (the path theta_i^alpha = (1 - alpha) theta_i^0 +
     alpha theta_i^F of one module, the rest at theta^F), ``module_criticality`` (mu_i(eps) of
     Chatterji, Neyshabur & Sedghi 2020, as on the slides of Neyshabur, Sedghi & Zhang 2020),
-    ``network_criticality``, ``pac_bayes_bound`` (the theorem slide), ``criticality_bound``.
+    ``module_criticalities`` (every module), ``network_criticality``, ``pac_bayes_bound`` (the theorem
+    slide), ``criticality_bound``.
 
 BatchNorm.  A network with running statistics (BatchNorm) is refused by the functions that evaluate
 interpolated or perturbed parameters: the running statistics of theta_lam are not the interpolation
@@ -480,6 +483,11 @@ class _StackedEvaluator:
                         else:
                             logits = torch.stack([self._forward({k: v[i] for k, v in varying.items()}, self.fixed,
                                                                 xb) for i in range(stop - start)])
+                        if not bool(torch.isfinite(logits).all()):
+                            bad = (~torch.isfinite(logits)).flatten(1).any(1).nonzero().flatten() + start
+                            raise ValueError(f"the network's outputs are not finite (NaN or inf) for parameter "
+                                             f"setting(s) {bad.tolist()[:5]} of this evaluation (an extreme "
+                                             f"interpolation or noise level?)")
                         if int(yb.max()) >= logits.shape[-1]:
                             raise ValueError(f"y holds class {int(yb.max())} but the model has "
                                              f"{logits.shape[-1]} outputs")

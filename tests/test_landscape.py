@@ -243,6 +243,9 @@ def test_interpolation_refuses_batchnorm_and_foreign_states():
         interpolation_curve(model, sa, sb, [0, 1], X, y.float())
     with pytest.raises(ValueError, match="lambdas"):
         interpolation_curve(model, sa, sb, [], X, y)
+    huge = {k: v * 1e30 for k, v in sb.items()}
+    with pytest.raises(ValueError, match="not finite"):
+        interpolation_curve(model, sa, huge, [0.0, 1e10], X, y)
     with pytest.raises(ValueError, match="vectorize"):
         interpolation_curve(model, sa, sb, [0, 1], X, y, vectorize="gpu")
 
