@@ -73,6 +73,7 @@ def test_notebook_conventions(nb_id):
     ("n2", "n_cka", 10000, r"n_cka must be at most n_test"),
     ("n3", "n_pairs", 1, r"n_pairs must be an integer >= 2"),
     ("n4", "target", "imagenet", r"target must be one of"),
+    ("n5", "n_eval", 1000, r"n_eval must be at most n_train"),
 ])
 def test_bad_notebook_parameter_stops_with_its_name(tmp_path, nb_id, name, value, message):
     import re
