@@ -154,13 +154,16 @@ class TrainingRecord:
 
     steps (T,) the evaluated steps (0 first, ``spec.steps`` last); metrics[name]["loss" |
     "accuracy"] (T,) on each evaluation set; states {step: state} at the requested checkpoints;
-    final: the state after the last step.
+    final: the state after the last step; batch_loss (spec.steps,): the cross-entropy of the
+    mini-batch of each step, before its update (free to record: the area under the training-loss
+    curve without extra evaluations).
     """
 
     steps: np.ndarray
     metrics: dict
     states: dict
     final: dict
+    batch_loss: np.ndarray | None = None
 
 
 def get_state(model: torch.nn.Module) -> dict:
@@ -221,6 +224,7 @@ def train_network(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, spec
     sched = make_schedule(opt, spec.steps, spec.schedule)
     batches = batch_stream(len(y), spec.batch_size, check_seed("batch_seed", batch_seed))
     steps, metrics, states = [], {k: {"loss": [], "accuracy": []} for k in eval_sets}, {}
+    batch_losses = []
     bar = progress_bar(spec.steps, desc, progress)
 
     def record(s):
@@ -241,6 +245,7 @@ def train_network(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, spec
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{desc}: the training loss became {float(loss)} at step {s} (lr {spec.lr:g} "
                                      f"too large?)")
+        batch_losses.append(float(loss.detach()))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -251,7 +256,7 @@ def train_network(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, spec
     if bar is not None:
         bar.close()
     metrics = {k: {m: np.array(v) for m, v in d.items()} for k, d in metrics.items()}
-    return TrainingRecord(np.array(steps), metrics, states, get_state(model))
+    return TrainingRecord(np.array(steps), metrics, states, get_state(model), np.array(batch_losses))
 
 
 def steps_to_threshold(record: TrainingRecord, eval_set: str, threshold: float, metric: str = "accuracy") -> float:
