@@ -38,6 +38,7 @@ from matplotlib.figure import Figure
 from ..device import derived_seed, get_device
 from ..networks.resnet import SmallResNet
 from ..pretraining import (TARGETS, TrainSpec, evaluate, load_state, target_images, target_runs)
+from ..seed_runs import progress_bar
 from ..validation import check_choice, check_int_sequence, check_positive_int, check_real_in, check_seed
 
 __all__ = ["BLOCK_SIZES", "IMAGE_SIDE", "Sweep", "block_seed", "check_block_sizes", "run_sweep", "relative_drop",
@@ -106,7 +107,7 @@ def run_sweep(target: str, block_sizes, source: dict, spec: TrainSpec, n_seeds: 
     The ``n_train`` training and ``n_test`` test images are drawn with ``seed`` (the same images at
     every block size); block size b permutes them with :func:`block_seed` (seed, b).  ``source`` is
     P's state (``SourceModel.final``).  The training set is evaluated every ``spec.eval_every``
-    steps; the test set once, on the final networks.
+    steps; the test set once, on the final networks.  ``progress``: one bar over the block sizes.
     """
     check_choice("target", target, TARGETS)
     sizes = check_block_sizes(block_sizes)
@@ -116,13 +117,14 @@ def run_sweep(target: str, block_sizes, source: dict, spec: TrainSpec, n_seeds: 
     acc, tr_acc, tr_loss, b_loss = ({k: [] for k in ("P", "RI")} for _ in range(4))
     examples = []
     steps = None
+    bar = progress_bar(len(sizes), f"{target}: block sizes {sizes}, {n_seeds} P-T + {n_seeds} RI-T runs each", progress)
     for b in sizes:
         bs = block_seed(seed, b)
         train = target_images(target, "train", n_train, seed, block_size=b, block_seed=bs)
         test = target_images(target, "test", n_test, seed, block_size=b, block_seed=bs)
         examples.append(train.X[:n_show, 0].numpy())
         runs = target_runs(train, spec, n_seeds, seed, source=source, width=width, eval_sets={"train": (train.X, train.y)},
-                           device=dev, progress=progress)
+                           device=dev)
         for kind in ("P", "RI"):
             net = SmallResNet(train.n_classes, width).to(dev)
             acc[kind].append([evaluate(load_state(net, st), test.X, test.y)[1] for st in runs.finals(kind)])
@@ -130,6 +132,10 @@ def run_sweep(target: str, block_sizes, source: dict, spec: TrainSpec, n_seeds: 
             tr_loss[kind].append(runs.metric(kind, "train", "loss"))
             b_loss[kind].append(np.stack([r.batch_loss for r in runs.records[kind]]))
         steps = runs.records["P"][0].steps
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     arr = lambda d: {k: np.array(v, dtype=float) for k, v in d.items()}  # noqa: E731
     return Sweep(target, sizes, steps, arr(acc), arr(tr_acc), arr(tr_loss), arr(b_loss), np.stack(examples),
                  n_train, n_test)
