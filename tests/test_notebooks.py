@@ -70,6 +70,7 @@ def test_notebook_conventions(nb_id):
     ("s5", "ckpt_every", 0, r"ckpt_every must be an integer >= 1"),
     ("s6", "tau", 1.5, r"tau must be in \[0, 1\]"),
     ("s7", "n_seeds", 2, r"n_seeds must be an integer >= 5"),
+    ("n1", "block_sizes", [28, 5], r"block_sizes must divide the image side 28"),
     ("n2", "n_cka", 10000, r"n_cka must be at most n_test"),
     ("n3", "n_pairs", 1, r"n_pairs must be an integer >= 2"),
     ("n4", "target", "imagenet", r"target must be one of"),
