@@ -116,7 +116,7 @@ def test_cka_table_shapes_and_the_p_row():
     st.finals["P"][1] = st.starts["P"][1]          # P-T run 1 never moved: CKA with P is 1 at every layer
     c = n2.cka_table(st, n_images=10)
     for est in ("biased", "debiased"):
-        assert set(c[est]) == set(n2.CKA_ROWS)
+        assert set(c[est]) == set(n2.CKA_ROWS) | {n2.CKA_CONTROL_ROW}
         assert all(v.shape == (3, 5) for v in c[est].values())
         np.testing.assert_allclose(c[est]["P-T & P"][1], 1.0, atol=1e-9)
         assert np.all(c[est]["P-T & RI-T"] < 1 - 1e-6)

@@ -47,7 +47,7 @@ from ..networks.resnet import RESNET_MODULES, SmallResNet
 from ..pretraining import TaskImages, TrainSpec, load_state, target_runs
 from ..validation import check_choice, check_positive_int
 
-__all__ = ["SLIDES_CKA", "SLIDES_L2", "CKA_ROWS", "CKA_LAYERS", "L2_COLUMNS", "TargetStudy", "run_target",
+__all__ = ["SLIDES_CKA", "SLIDES_L2", "CKA_ROWS", "CKA_CONTROL_ROW", "CKA_LAYERS", "L2_COLUMNS", "TargetStudy", "run_target",
            "predict_proba", "held_out_ambiguity", "mistake_sets", "MistakeSets", "cohen_kappa", "jaccard",
            "independent_jaccard", "error_overlap", "overlap_table", "cka_table", "distance_table",
            "module_sizes", "layer_slope", "summary_figure", "mistake_images_figure"]
@@ -56,6 +56,9 @@ __all__ = ["SLIDES_CKA", "SLIDES_L2", "CKA_ROWS", "CKA_LAYERS", "L2_COLUMNS", "T
 CKA_LAYERS = ("conv1", "layer1", "layer2", "layer3", "layer4")
 #: its rows
 CKA_ROWS = ("P-T & P", "P-T & P-T", "P-T & RI-T", "RI-T & RI-T")
+#: the control row of the CKA table (not in the slides): two UNTRAINED random networks, RI_k and RI_{k+1}
+#: -- what the architecture and the images alone give, before any training
+CKA_CONTROL_ROW = "RI & RI (untrained)"
 #: the slides' CKA table (ResNet-50, ImageNet -> a DomainNet/CheXpert target; estimator not stated)
 SLIDES_CKA = {
     "P-T & P": (0.6225, 0.4592, 0.2896, 0.1877, 0.0453),
@@ -229,7 +232,8 @@ def cka_table(study: TargetStudy, n_images: int | None = None, layers=CKA_LAYERS
     """Linear CKA per layer for the rows :data:`CKA_ROWS` on the first ``n_images`` test images:
     ``{"biased" | "debiased": {row: (K, L)}}``.  Pair k: P-T & P = (P-T_k, P start k) [the layers
     compared do not contain the head, so this is the source network's representation];
-    P-T & P-T = (P-T_k, P-T_{k+1}); P-T & RI-T = (P-T_k, RI-T_{k+1}); RI-T & RI-T = (RI-T_k, RI-T_{k+1})."""
+    P-T & P-T = (P-T_k, P-T_{k+1}); P-T & RI-T = (P-T_k, RI-T_{k+1}); RI-T & RI-T = (RI-T_k, RI-T_{k+1});
+    and the control row :data:`CKA_CONTROL_ROW` = (RI_k, RI_{k+1}), the two untrained starts."""
     X = study.X_test if n_images is None else study.X_test[:check_positive_int("n_images", n_images, minimum=4)]
     layers = list(layers)
     reps = {}
@@ -248,6 +252,7 @@ def cka_table(study: TargetStudy, n_images: int | None = None, layers=CKA_LAYERS
         "P-T & P-T": [(("P", i, True), ("P", j, True)) for i, j in _pairs(K)],
         "P-T & RI-T": [(("P", i, True), ("RI", j, True)) for i, j in _pairs(K)],
         "RI-T & RI-T": [(("RI", i, True), ("RI", j, True)) for i, j in _pairs(K)],
+        CKA_CONTROL_ROW: [(("RI", i, False), ("RI", j, False)) for i, j in _pairs(K)],
     }
     out = {"biased": {}, "debiased": {}}
     for row, plist in pairs.items():
