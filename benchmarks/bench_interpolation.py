@@ -4,8 +4,7 @@ functional_call per lam: ``vectorize`` "vmap" / "sequential" / "auto" = vmap on 
 interpolation_curve_loop (one state_dict copy and load_state_dict per lam), and optionally the time of
 module_criticality for every module of the same network.
 
-The network is Part N's SmallResNet (``tasknb.networks.resnet.init_resnet``, width ``--width``) when that
-module exists, else the SmallCNN of Part S at channels (16, 32); the script says which.  Endpoints are two
+The network is Part N's SmallResNet (``tasknb.networks.resnet.init_resnet``, width ``--width``).  Endpoints are two
 seeds of the network, inputs are ``--n`` Gaussian 28x28 images labelled by network b's own predictions (so
 network b has training error 0 and the criticality search has something to find).  Both curves are timed
 in this run (best of ``--repeat``), compared, and their ratio printed.
@@ -16,7 +15,6 @@ in this run (best of ``--repeat``), compared, and their ratio printed.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import time
 
 import numpy as np
@@ -31,15 +29,12 @@ from tasknb.landscape import (
     network_criticality,
     parameter_state,
 )
-from tasknb.networks.cnn import init_cnn
+from tasknb.networks.resnet import init_resnet
 
 
 def make_network(n_classes, width, seed, device):
-    """(network, description): the SmallResNet if tasknb.networks.resnet exists, else the SmallCNN."""
-    if importlib.util.find_spec("tasknb.networks.resnet") is not None:
-        resnet = importlib.import_module("tasknb.networks.resnet")
-        return resnet.init_resnet(n_classes, width=width, seed=seed, device=device), f"SmallResNet(width={width})"
-    return init_cnn(n_classes, channels=(16, 32), seed=seed, device=device), "SmallCNN(channels=(16, 32))"
+    """(network, description): Part N's SmallResNet at ``width``."""
+    return init_resnet(n_classes, width=width, seed=seed, device=device), f"SmallResNet(width={width})"
 
 
 def best_time(f, repeat):
