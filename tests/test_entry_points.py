@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 import tasknb
-from tasknb import chmm, data, geometry, replica
+from tasknb import chmm, data, geometry, landscape, replica
 
 
 def _params(fn) -> list[str]:
@@ -32,6 +32,15 @@ def test_block_shuffle_entry_point():
     x = torch.arange(2 * 4 * 4, dtype=torch.float32).reshape(2, 1, 4, 4)
     out = data.block_shuffle(x, 2, seed=0)
     assert out.shape == x.shape and torch.equal(out.flatten(1).sort(1).values, x.flatten(1).sort(1).values)
+
+
+def test_linear_cka_entry_point():
+    assert _params(landscape.linear_cka) == ["X", "Y", "debiased"]
+    assert inspect.signature(landscape.linear_cka).parameters["debiased"].default is False
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(30, 5)), rng.normal(size=(30, 7))
+    assert abs(landscape.linear_cka(X, X) - 1.0) < 1e-12
+    assert 0.0 <= landscape.linear_cka(X, Y) <= 1.0
 
 
 def test_solver_entry_point():
