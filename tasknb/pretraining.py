@@ -433,7 +433,8 @@ def target_runs(task: TaskImages, spec: TrainSpec, n_seeds: int, seed: int, *, s
     ``same_start`` every run of a kind starts from its k = 0 start, so runs differ only in their
     mini-batch order.  Run k of every kind uses the batch order ``derived_seed(seed,
     "pretraining.target_batches", k)``: a P-T run and an RI-T run of one k differ only in where they
-    start (paired comparisons).  ``eval_sets`` and ``checkpoints`` as in :func:`train_network`.
+    start (paired comparisons).  ``eval_sets`` and ``checkpoints`` as in :func:`train_network`;
+    ``progress`` shows one bar over the runs.
     """
     if not isinstance(task, TaskImages):
         raise ValueError(f"task must be a TaskImages (target_images / source_images), got {type(task).__name__}")
@@ -443,14 +444,18 @@ def target_runs(task: TaskImages, spec: TrainSpec, n_seeds: int, seed: int, *, s
         raise ValueError(f"kinds must be a non-empty subset of {START_KINDS} without repeats, got {kinds}")
     dev = get_device(device)
     records, starts = {}, {}
+    bar = progress_bar(len(kinds) * n_seeds, f"{' and '.join(k + '-T' for k in kinds)} runs on {task.name}", progress)
     for kind in kinds:
         records[kind], starts[kind] = [], []
         for k in range(n_seeds):
             st = start_state(kind, task.n_classes, width, seed, 0 if same_start else k, source=source)
             net = load_state(SmallResNet(task.n_classes, width).to(dev), st)
             rec = train_network(net, task.X, task.y, spec, derived_seed(seed, "pretraining.target_batches", k),
-                                eval_sets=eval_sets, checkpoints=checkpoints, progress=progress,
-                                desc=f"{kind}-T run {k + 1}/{n_seeds} on {task.name}")
+                                eval_sets=eval_sets, checkpoints=checkpoints)
             records[kind].append(rec)
             starts[kind].append(st)
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
     return TargetRuns(kinds, records, starts, task.n_classes)

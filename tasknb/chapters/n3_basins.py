@@ -38,6 +38,7 @@ from tasknb.device import derived_seed, get_device
 from tasknb.landscape import InterpolationCurve, barrier, interpolation_curve
 from tasknb.networks.resnet import SmallResNet
 from tasknb.pretraining import TaskImages, TrainSpec, load_state, target_runs, train_network
+from tasknb.seed_runs import progress_bar
 from tasknb.validation import check_positive_int, check_real_in
 
 __all__ = ["PAIR_KINDS", "CROSS_KINDS", "lambda_grid", "BasinModels", "train_basin_models", "PairCurves",
@@ -80,10 +81,12 @@ class BasinModels:
         return len(self.pairs["P-T"])
 
 
-def _second_run(start: dict, task: TaskImages, spec: TrainSpec, seed: int, k: int, width: int, dev, progress, desc):
+def _second_run(start: dict, task: TaskImages, spec: TrainSpec, seed: int, k: int, width: int, dev, bar):
     net = load_state(SmallResNet(task.n_classes, width).to(dev), start)
-    return train_network(net, task.X, task.y, spec, derived_seed(seed, "pretraining.target_batches", k),
-                         progress=progress, desc=desc).final
+    final = train_network(net, task.X, task.y, spec, derived_seed(seed, "pretraining.target_batches", k)).final
+    if bar is not None:
+        bar.update(1)
+    return final
 
 
 def train_basin_models(task_a: TaskImages, task_b: TaskImages, spec: TrainSpec, n_pairs: int, seed: int, *,
@@ -99,16 +102,18 @@ def train_basin_models(task_a: TaskImages, task_b: TaskImages, spec: TrainSpec, 
     runs_a = target_runs(task_a, spec, 2 * n_pairs, seed, source=source, width=width, device=dev, progress=progress)
     runs_b = target_runs(task_b, spec, n_pairs, seed, source=source, width=width, device=dev, progress=progress)
     pairs, cross = {}, {}
+    bar = progress_bar(2 * n_pairs, "second runs from a shared start", progress)
     for kind, start_kind in (("P-T", "P"), ("RI-T", "RI")):
         fin_a = runs_a.finals(start_kind)
         pairs[kind] = [(fin_a[2 * j], fin_a[2 * j + 1]) for j in range(n_pairs)]
         same = f"{kind} same init" if kind == "RI-T" else f"{kind} same start"
         pairs[same] = [(fin_a[2 * j],
-                        _second_run(runs_a.starts[start_kind][2 * j], task_a, spec, seed, 2 * j + 1, width, dev,
-                                    progress, f"{same} pair {j + 1}/{n_pairs}"))
+                        _second_run(runs_a.starts[start_kind][2 * j], task_a, spec, seed, 2 * j + 1, width, dev, bar))
                        for j in range(n_pairs)]
         fin_b = runs_b.finals(start_kind)
         cross[kind] = [(fin_a[2 * j + 1], fin_b[j]) for j in range(n_pairs)]
+    if bar is not None:
+        bar.close()
     return BasinModels({k: pairs[k] for k in PAIR_KINDS}, cross, task_a.n_classes, (task_a.name, task_b.name))
 
 

@@ -35,6 +35,7 @@ from ..networks.resnet import SmallResNet
 from ..paired import paired_difference
 from ..pretraining import (SourceModel, source_images, TaskImages, TrainSpec, evaluate, load_state, start_state,
                            steps_to_threshold, train_network)
+from ..seed_runs import progress_bar
 from ..validation import check_positive_int, check_positive_real
 
 __all__ = ["CheckpointRuns", "checkpoint_runs", "loss_area", "saturation", "benefit_fraction", "source_accuracy_at"]
@@ -119,6 +120,7 @@ def checkpoint_runs(source: SourceModel, task: TaskImages, test: TaskImages, spe
     width = source.config.width
     dev = get_device(device)
     records, acc, loss = {}, {}, {}
+    bar = progress_bar((len(checkpoints) + 1) * n_seeds, f"runs from {len(checkpoints)} checkpoints and RI", progress)
     for c in checkpoints + ("RI",):
         records[c], acc[c], loss[c] = [], [], []
         for k in range(n_seeds):
@@ -127,13 +129,16 @@ def checkpoint_runs(source: SourceModel, task: TaskImages, test: TaskImages, spe
             else:
                 st = start_state("P", task.n_classes, width, seed, k, source=source.states[c])
             net = load_state(SmallResNet(task.n_classes, width).to(dev), st)
-            desc = f"RI-T run {k + 1}/{n_seeds}" if c == "RI" else f"from checkpoint {c}, run {k + 1}/{n_seeds}"
             rec = train_network(net, task.X, task.y, spec, derived_seed(seed, "n4.target_batches", k),
-                                eval_sets={"train": (task.X, task.y)}, progress=progress, desc=desc)
+                                eval_sets={"train": (task.X, task.y)})
+            if bar is not None:
+                bar.update(1)
             l, a = evaluate(net, test.X, test.y)
             records[c].append(rec)
             acc[c].append(a)
             loss[c].append(l)
+    if bar is not None:
+        bar.close()
     return CheckpointRuns(checkpoints, records, {c: np.array(v) for c, v in acc.items()},
                           {c: np.array(v) for c, v in loss.items()}, spec, n_seeds)
 
