@@ -910,6 +910,18 @@ def module_criticalities(model, state_init, state_final, X, y, epsilon, modules=
                                        **kwargs) for module in modules}
 
 
+def _criticality_value(mu, not_a_number: str, negative: str) -> float:
+    """``mu`` as a float >= 0 (inf allowed); ValueError ``not_a_number`` if it is not a number,
+    ``negative.format(mu)`` if it is NaN or negative."""
+    try:
+        mu = float(mu)
+    except (TypeError, ValueError):
+        raise ValueError(not_a_number) from None
+    if math.isnan(mu) or mu < 0:
+        raise ValueError(negative.format(mu))
+    return mu
+
+
 def network_criticality(criticalities) -> float:
     """Network criticality mu(eps) = sum_i mu_i(eps) over modules.  ``criticalities`` : a dict or list
     of :class:`ModuleCriticality` or of numbers >= 0; inf if any module is infeasible."""
@@ -918,14 +930,9 @@ def network_criticality(criticalities) -> float:
         raise ValueError("criticalities must hold at least one module criticality")
     total = 0.0
     for v in values:
-        mu = v.mu if isinstance(v, ModuleCriticality) else v
-        try:
-            mu = float(mu)
-        except (TypeError, ValueError):
-            raise ValueError(f"criticalities must be ModuleCriticality results or numbers >= 0, got {v!r}") from None
-        if math.isnan(mu) or mu < 0:
-            raise ValueError(f"criticalities must be >= 0 (inf allowed), got {mu}")
-        total += mu
+        total += _criticality_value(v.mu if isinstance(v, ModuleCriticality) else v,
+                                    f"criticalities must be ModuleCriticality results or numbers >= 0, got {v!r}",
+                                    "criticalities must be >= 0 (inf allowed), got {}")
     return total
 
 
@@ -976,12 +983,7 @@ def criticality_bound(epsilon, mu, m, delta: float = 0.05) -> float:
     network whose (noisy) training error is at most eps and whose network criticality is mu(eps).
     epsilon in [0, 1]; mu >= 0 (inf gives inf: the bound is vacuous); m integer >= 1; delta in (0, 1)."""
     epsilon = check_real_in("epsilon", epsilon, 0.0, 1.0)
-    try:
-        mu = float(mu)
-    except (TypeError, ValueError):
-        raise ValueError(f"mu must be a number >= 0, got {mu!r}") from None
-    if math.isnan(mu) or mu < 0:
-        raise ValueError(f"mu must be a number >= 0 (inf allowed), got {mu}")
+    mu = _criticality_value(mu, f"mu must be a number >= 0, got {mu!r}", "mu must be a number >= 0 (inf allowed), got {}")
     m = check_positive_int("m", m)
     delta = check_real_in("delta", delta, 0.0, 1.0)
     if not 0 < delta < 1:

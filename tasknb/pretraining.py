@@ -43,6 +43,7 @@ import torch.nn.functional as F
 
 from .data import block_shuffle, draw_subset, invert, load_task_images
 from .device import derived_seed, get_device
+from .landscape import parameter_state
 from .networks.resnet import SmallResNet, init_resnet
 from .seed_runs import batch_stream, make_optimizer, make_schedule, progress_bar
 from .tasks import brightness_labels
@@ -167,8 +168,9 @@ class TrainingRecord:
 
 
 def get_state(model: torch.nn.Module) -> dict:
-    """The parameters of ``model`` as a dict name -> detached CPU float tensor (a copy)."""
-    return {k: v.detach().cpu().clone() for k, v in model.named_parameters()}
+    """The parameters of ``model`` as a dict name -> detached CPU float tensor (a copy):
+    :func:`tasknb.landscape.parameter_state`, moved to the CPU for caching and storing."""
+    return {k: v.cpu() for k, v in parameter_state(model).items()}
 
 
 def load_state(model: torch.nn.Module, state: dict) -> torch.nn.Module:
