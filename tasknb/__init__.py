@@ -37,6 +37,9 @@ import a chapter or the book tooling, and never plot.
 ``landscape``               comparing trained networks: linear / RBF CKA (biased and debiased), l2 distances
                             per module, loss along interpolations (vmap over lambda), barriers, rewinding,
                             module criticality and its PAC-Bayes bound
+``langevin``                overdamped Langevin ensembles (Euler-Maruyama, many particles at once), toy landscapes,
+                            first-passage times, Onsager-Machlup action and its static / reachability split,
+                            effective potentials, Kramers rate and the exact 1-D mean first-passage time
 ==========================  ==============================================================================
 
 **Chapters** (``tasknb/chapters/``): the protocol of one notebook each, named after it
