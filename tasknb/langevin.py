@@ -109,9 +109,10 @@ class DoubleWell(Landscape):
         return self.barrier * (s * s - 1.0) ** 2
 
     def grad(self, x):
-        x = _points(x, 1)
-        s = x / self.width
-        return 4.0 * self.barrier * s * (s * s - 1.0) / self.width
+        if not (torch.is_tensor(x) and x.dtype == DTYPE and x.ndim == 2 and x.shape[1] == 1):
+            x = _points(x, 1)
+        k2 = 4.0 * self.barrier / self.width**2
+        return torch.mul(x, x).mul_(k2 / self.width**2).sub_(k2).mul_(x)   # 4 dU x (x^2 / a^2 - 1) / a^2
 
     def hessian(self, x):
         s = _points(x, 1) / self.width
@@ -360,15 +361,15 @@ def first_passage_times(grad_U, x0, target, D, dt, n_particles, max_steps, seed,
     step = 0
     while step < max_steps and x.shape[0] > 0:
         m = min(block, max_steps - step)
-        noise = torch.randn((m,) + tuple(x.shape), generator=gen, device=dev, dtype=DTYPE)
+        noise = torch.randn((m,) + tuple(x.shape), generator=gen, device=dev, dtype=DTYPE).mul_(amp)
         for j in range(m):
             step += 1
-            x = x - g(x) * dt + amp * noise[j]
+            x = torch.add(x, g(x), alpha=-dt).add_(noise[j])
             hit = target(x)
-            if hit.dtype != torch.bool or hit.shape != first.shape:
+            if step == 1 and (not torch.is_tensor(hit) or hit.dtype != torch.bool or hit.shape != first.shape):
                 raise ValueError(f"target must return a boolean mask of shape ({x.shape[0]},), got "
-                                 f"{hit.dtype} {tuple(hit.shape)}")
-            first = torch.where(hit & (first < 0), step, first)
+                                 f"{getattr(hit, 'dtype', type(hit))} {tuple(getattr(hit, 'shape', ()))}")
+            first.masked_fill_(hit & (first < 0), step)
             if step % compact_every == 0:
                 break
         if bar is not None:
