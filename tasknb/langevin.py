@@ -42,7 +42,7 @@ from .validation import check_bool, check_positive_int, check_positive_real, che
 __all__ = [
     "Landscape", "DoubleWell", "SharpFlatWells", "AutogradLandscape", "simulate", "first_passage_times",
     "PassageTimes", "mean_first_passage", "censored_rate_mle", "onsager_machlup_action", "path_factors",
-    "most_probable_path", "log_det_positive", "effective_potential", "kramers_rate", "mean_first_passage_1d",
+    "most_probable_path", "freidlin_wentzell_action", "log_det_positive", "effective_potential", "kramers_rate", "mean_first_passage_1d",
     "noise_generator",
 ]
 
@@ -508,16 +508,33 @@ def path_factors(path, landscape: Landscape, D, dt) -> PathFactors:
 class Instanton:
     """The most probable discretised path between fixed endpoints in a fixed time."""
     path: torch.Tensor        # (T+1, d)
-    action: float             # Onsager-Machlup action of the path
+    action: float             # the minimised action (Onsager-Machlup, or Freidlin-Wentzell)
     static: float
     reachability: float
 
 
-def most_probable_path(landscape: Landscape, start, end, duration, n_steps, D, n_iter=200, init=None):
+def freidlin_wentzell_action(path, landscape: Landscape, D, dt):
+    """The small-noise (Freidlin-Wentzell) action sum_k dt |(w_{k+1} - w_k)/dt + grad U(wbar_k)|^2 / (4 D): the
+    Onsager-Machlup action without its divergence term -Laplacian U / 2, which is O(D) relative to it."""
+    D = check_positive_real("D", D)
+    dt = check_positive_real("dt", dt)
+    p = _path(path, landscape)
+    vel = (p[:, 1:] - p[:, :-1]) / dt
+    gU, _ = _mid_terms(p, landscape)
+    return (dt * ((vel + gU) ** 2).sum(-1) / (4.0 * D)).sum(-1)
+
+
+def most_probable_path(landscape: Landscape, start, end, duration, n_steps, D, n_iter=200, init=None,
+                       include_divergence=True):
     """Minimise the discretised Onsager-Machlup action over the interior points of a path from ``start`` to
     ``end`` in time ``duration`` with ``n_steps`` steps (L-BFGS from the straight line, or from ``init``
-    of shape (n_steps+1, d))."""
+    of shape (n_steps+1, d)).  ``include_divergence=False`` minimises the Freidlin-Wentzell action instead
+    (the D -> 0 limit).  Caution: with the divergence term the action is not bounded below as the duration
+    grows (a path may linger where Laplacian U is large), so the minimiser at finite D and long durations
+    ranks paths by curvature, not by the probability of their endpoint."""
     D = check_positive_real("D", D)
+    check_bool("include_divergence", include_divergence)
+    objective = onsager_machlup_action if include_divergence else freidlin_wentzell_action
     duration = check_positive_real("duration", duration)
     n_steps = check_positive_int("n_steps", n_steps, minimum=2)
     n_iter = check_positive_int("n_iter", n_iter)
@@ -536,7 +553,7 @@ def most_probable_path(landscape: Landscape, start, end, duration, n_steps, D, n
     def closure():
         opt.zero_grad()
         p = torch.cat([a[None], inner, b[None]])[None]
-        s_ = onsager_machlup_action(p, landscape, D, dt).sum()
+        s_ = objective(p, landscape, D, dt).sum()
         s_.backward()
         return s_
 
@@ -544,7 +561,7 @@ def most_probable_path(landscape: Landscape, start, end, duration, n_steps, D, n
     with torch.no_grad():
         p = torch.cat([a[None], inner.detach(), b[None]])
         f = path_factors(p[None], landscape, D, dt)
-        s_ = onsager_machlup_action(p[None], landscape, D, dt)
+        s_ = objective(p[None], landscape, D, dt)
     return Instanton(p, float(s_[0]), float(f.static[0]), float(f.reachability[0]))
 
 
