@@ -82,7 +82,7 @@ class TwoTargets:
 
 
 def two_targets(landscape: BumpedWell, D: float, T: float, dt: float = 0.005, n_particles: int = 4000,
-                n_groups: int = 10, target: float = 1.0, path_steps: int = 100, seed: int = 0, device="auto",
+                n_groups: int = 10, target: float = 1.0, path_steps: int = 400, seed: int = 0, device="auto",
                 purpose: str = "r3.targets") -> TwoTargets:
     """Simulate both targets (independent streams) and find the most probable paths from 0 to -+``target``."""
     D = check_positive_real("D", D)
