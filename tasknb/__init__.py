@@ -40,6 +40,10 @@ import a chapter or the book tooling, and never plot.
 ``langevin``                overdamped Langevin ensembles (Euler-Maruyama, many particles at once), toy landscapes,
                             first-passage times, Onsager-Machlup action and its static / reachability split,
                             effective potentials, Kramers rate and the exact 1-D mean first-passage time
+``fisher``                  per-sample gradients (vmap), true / expected / empirical Fisher of a summed loss,
+                            exact spectra through the Gram, matrix-free products, stochastic Lanczos log-dets
+``complexity``              Gaussian-posterior complexity C_beta(w0) with a Fisher for the curvature, its
+                            structure function over beta, static distances C(a u b) - C(a)
 ==========================  ==============================================================================
 
 **Chapters** (``tasknb/chapters/``): the protocol of one notebook each, named after it
