@@ -44,6 +44,9 @@ import a chapter or the book tooling, and never plot.
                             exact spectra through the Gram, matrix-free products, stochastic Lanczos log-dets
 ``complexity``              Gaussian-posterior complexity C_beta(w0) with a Fisher for the curvature, its
                             structure function over beta, static distances C(a u b) - C(a)
+``task_family``             named tasks in one 10-way label space (Fashion-MNIST, inverted, digits,
+                            class halves), pooled to size x size, flat, centred; random labels; unions
+``convergence``             K small MLPs trained by SGD at once until a training-loss threshold
 ==========================  ==============================================================================
 
 **Chapters** (``tasknb/chapters/``): the protocol of one notebook each, named after it
