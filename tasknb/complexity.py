@@ -153,7 +153,7 @@ def summed_loss(model: nn.Module, X, y) -> float:
 def complexity(model: nn.Module, X, y, beta: float, lam: float = 1.0, fisher: str = "true",
                method: str = "exact", convention: str = "minimised", seed: int = 0,
                n_label_samples: int = 1, n_probes: int = 30, n_steps: int = 30,
-               chunk_size: int = 256) -> Complexity:
+               chunk_size: int = 1024) -> Complexity:
     """C_beta(w0) = L(w0) + (beta/2)[||w0||^2/lam^2 + log|I + c H_F|] of a trained ``model`` on (X, y).
 
     L is the cross-entropy SUMMED over the N samples and H_F the Fisher of that summed loss, of

@@ -31,7 +31,7 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call, grad, jvp, vjp, vmap
+from torch.func import functional_call, grad, jacrev, jvp, vjp, vmap
 
 from .device import stream
 from .validation import check_choice, check_positive_int, check_positive_real, check_seed
@@ -103,7 +103,7 @@ def _logits_fn(model, names):
     return logits
 
 
-def per_sample_gradients(model: nn.Module, X, y, chunk_size: int = 256) -> torch.Tensor:
+def per_sample_gradients(model: nn.Module, X, y, chunk_size: int = 1024) -> torch.Tensor:
     """(N, P) float64 gradients of log p_w(y_i | x_i), one row per sample.
 
     ``vmap`` over ``grad`` through ``functional_call``, ``chunk_size`` samples at a time; the P
@@ -185,12 +185,12 @@ class FisherFactor:
 
 
 def fisher_factor(model: nn.Module, X, kind: str = "true", y=None, n_label_samples: int = 1,
-                  seed: int = 0, chunk_size: int = 256) -> FisherFactor:
+                  seed: int = 0, chunk_size: int = 1024) -> FisherFactor:
     """Per-sample gradient rows G with H_F = G^T G, the Fisher of the loss summed over ``X``.
 
     ``kind="true"``: ``n_label_samples`` labels per input drawn from the model (rows scaled by
-    1/sqrt(n_label_samples)); ``"expected"``: all C classes, rows scaled by sqrt(p_w(c|x_i))
-    (M = N C); ``"empirical"``: the training labels ``y`` (M = N).
+    1/sqrt(n_label_samples)); ``"expected"``: all C classes, rows sqrt(p_w(c|x_i)) (e_c - p)^T J_i
+    from the logit Jacobians J_i (M = N C); ``"empirical"``: the training labels ``y`` (M = N).
     """
     kind = check_choice("kind", kind, FISHER_KINDS)
     n_label_samples = check_positive_int("n_label_samples", n_label_samples)
@@ -204,12 +204,28 @@ def fisher_factor(model: nn.Module, X, kind: str = "true", y=None, n_label_sampl
         Xr = X.repeat_interleave(n_label_samples, dim=0)
         G = per_sample_gradients(model, Xr, labels.reshape(-1), chunk_size)
         return FisherFactor(G / np.sqrt(n_label_samples), kind)
-    p = model_probabilities(model, X)                                          # (N, C)
-    C = p.shape[1]
-    Xr = X.repeat_interleave(C, dim=0)
-    labels = torch.arange(C, device=X.device).repeat(N)
-    G = per_sample_gradients(model, Xr, labels, chunk_size)
-    return FisherFactor(G * p.reshape(-1, 1).sqrt(), kind)
+    rows = []
+    for s in range(0, N, max(1, chunk_size // 10)):
+        J = logit_jacobians(model, X[s:s + max(1, chunk_size // 10)])            # (n, C, P)
+        p = model_probabilities(model, X[s:s + max(1, chunk_size // 10)])        # (n, C)
+        centred = J - torch.einsum("nc,ncp->np", p, J)[:, None, :]              # grad log p_c = (e_c - p)^T J
+        rows.append((p.sqrt()[:, :, None] * centred).reshape(-1, J.shape[2]))
+    return FisherFactor(torch.cat(rows, 0), kind)
+
+
+def logit_jacobians(model: nn.Module, X, chunk_size: int = 128) -> torch.Tensor:
+    """(N, C, P) float64 Jacobians of the logits with respect to the trainable parameters."""
+    _check_model(model)
+    chunk_size = check_positive_int("chunk_size", chunk_size)
+    X = _inputs(X, model)
+    names, params = _trainable(model)
+    logits = _logits_fn(model, names)
+    jac = vmap(jacrev(lambda ps, x: logits(ps, x.unsqueeze(0))[0]), in_dims=(None, 0))
+    out = []
+    for s in range(0, X.shape[0], chunk_size):
+        J = jac(params, X[s:s + chunk_size])
+        out.append(torch.cat([j.reshape(j.shape[0], j.shape[1], -1) for j in J], dim=2))
+    return torch.cat(out, 0)
 
 
 def fisher_matvec(model: nn.Module, X, kind: str = "true", y=None, n_label_samples: int = 1,

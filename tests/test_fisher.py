@@ -152,3 +152,12 @@ def test_slq_survives_lanczos_breakdown():
                          n_steps=20, seed=1)
     exact = float(np.log1p(d.numpy()).sum())
     assert np.isfinite(est) and abs(est - exact) < 3 * se + 1e-9
+
+
+def test_expected_rows_equal_weighted_per_class_gradients():
+    model, (X, _) = tiny(), data(n=7)
+    F = fisher_factor(model, X, "expected", chunk_size=20)                  # 2 samples per chunk
+    C = 3
+    p = torch.softmax(model(X).double(), -1)
+    G = per_sample_gradients(model, X.repeat_interleave(C, 0), torch.arange(C).repeat(7))
+    assert torch.allclose(F.G, G * p.reshape(-1, 1).sqrt(), atol=1e-12)
