@@ -19,15 +19,14 @@ import numpy as np
 import torch
 
 from tasknb.book.plotting import new_figure
-from tasknb.complexity import complexity, complexity_from_eigenvalues, structure_function, summed_loss
+from tasknb.complexity import complexity_from_eigenvalues, summed_loss
 from tasknb.convergence import ThresholdSpec, init_mlp, mlp_module, train_until_threshold
 from tasknb.device import derived_seed, get_device
-from tasknb.fisher import fisher_factor, fisher_matvec, flat_parameters, logdet_identity_plus, n_parameters, slq_logdet
+from tasknb.fisher import fisher_factor, flat_parameters, logdet_identity_plus, slq_logdet
 from tasknb.seed_runs import progress_bar
 from tasknb.task_family import task_data
 from tasknb.validation import (
     check_bool,
-    check_choice,
     check_increasing_positive_reals,
     check_positive_int,
     check_positive_real,
@@ -69,15 +68,23 @@ class Networks:
         return self.runs.final_loss.reshape(len(self.fractions), self.n_seeds)
 
 
+def check_fractions(fractions) -> np.ndarray:
+    """Random-label fractions: >= 3 increasing values in [0, 1], the first 0 (the clean control)."""
+    if isinstance(fractions, (str, bytes)) or not hasattr(fractions, "__iter__"):
+        raise ValueError(f"fractions must be a list of >= 3 increasing numbers in [0, 1], got {fractions!r}")
+    fr = np.array([check_real_in("fractions", f, 0.0, 1.0) for f in fractions])
+    if len(fr) < 3 or np.any(np.diff(fr) <= 0):
+        raise ValueError(f"fractions must hold >= 3 strictly increasing values (a line and its curvature), got {list(fr)}")
+    if fr[0] != 0.0:
+        raise ValueError(f"fractions must start at 0.0 (the clean-label control), got {fr[0]:g}")
+    return fr
+
+
 def train_networks(fractions, n_seeds: int, n_train: int, hidden: int, spec: ThresholdSpec,
                    task: str = "fashion", size: int = 14, seed: int = 0, device="auto",
                    progress: bool = False) -> Networks:
     """One MLP per (random-label fraction, seed), all trained at once until the threshold."""
-    fractions = np.asarray(fractions, dtype=float)
-    if fractions.ndim != 1 or len(fractions) < 2 or np.any(np.diff(fractions) <= 0):
-        raise ValueError(f"fractions must be >= 2 increasing values, got {fractions}")
-    for f in fractions:
-        check_real_in("fractions", f, 0.0, 1.0)
+    fractions = check_fractions(fractions)
     n_seeds = check_positive_int("n_seeds", n_seeds, minimum=2)
     seed = check_seed("seed", seed)
     progress = check_bool("progress", progress)
@@ -181,14 +188,21 @@ def fit_linear(fractions, values) -> Fit:
     return Fit(np.array(slopes), np.array(curv), np.array(rms), np.array(r2))
 
 
-def slq_check(model, X, y, beta: float, lam: float, fisher: str = "expected", n_probes: int = 30,
-              n_steps: int = 30, seed: int = 0) -> dict:
-    """Exact (Gram) vs stochastic-Lanczos log|I + c H_F| on one network (same Fisher)."""
-    c = complexity(model, X, y, beta, lam, fisher=fisher, method="exact", seed=seed)
-    s = complexity(model, X, y, beta, lam, fisher=fisher, method="slq", seed=seed, n_probes=n_probes,
-                   n_steps=n_steps)
-    return {"exact": c.logdet, "slq": s.logdet, "se": s.logdet_se, "n_params": c.n_params,
-            "z": (s.logdet - c.logdet) / s.logdet_se if s.logdet_se > 0 else float("inf")}
+def slq_check(model, X, y, beta: float, lam: float, fisher: str = "expected", n_probes: int = 60,
+              n_steps: int = 60, seed: int = 0) -> dict:
+    """Exact (Gram) vs stochastic-Lanczos log|I + (lam^2/beta) H_F| on one network, same Fisher.
+
+    The Lanczos products use the per-sample-gradient factor (H_F V = G^T (G V)); the matrix-free
+    ``tasknb.fisher.fisher_matvec`` gives the same products (unit-tested to 1e-10) without G and is
+    what a network too large for G would use -- on this CPU it is slower for a 6,634-weight MLP.
+    """
+    F = fisher_factor(model, X, fisher, y=y, seed=derived_seed(seed, "r1.slq_fisher"))
+    scale = lam ** 2 / check_positive_real("beta", beta)
+    exact = logdet_identity_plus(F.eigenvalues(), scale)
+    est, se = slq_logdet(F.matvec, F.n_params, scale, n_probes=n_probes, n_steps=n_steps,
+                         seed=derived_seed(seed, "r1.slq"))
+    return {"exact": exact, "slq": est, "se": se, "n_params": F.n_params,
+            "z": (est - exact) / se if se > 0 else float("inf")}
 
 
 def fisher_kinds(model, X, y, scale: float, label_samples=(1, 10), seed: int = 0) -> dict:
@@ -221,33 +235,37 @@ def terms_figure(betas, sweep: dict, title: str = ""):
     return fig
 
 
-def beta_frame(betas, i: int, eigenvalues, sweep: dict, lam: float):
-    """Frame i of the β slider: per-eigenvalue contributions (β/2) log(1 + c f_j) at β_i (left) and
-    the point on the structure-function curve (right)."""
-    fig, axes = new_figure(9.0, 3.4, ncols=2)
+def beta_frame(betas, i: int, networks: dict, lam: float):
+    """Frame i of the beta slider.  ``networks`` maps a label to (eigenvalues, sweep) of one network
+    (sweep from :func:`beta_sweep` over ``betas``).  Left: the Fisher spectrum f_j and the
+    per-eigenvalue contributions (beta/2) log(1 + lam^2 f_j / beta) at beta_i; right: the
+    structure-function curves (KL vs E_Q L over beta) with the point at beta_i."""
+    fig, axes = new_figure(9.6, 3.5, ncols=2)
     b = float(betas[i])
-    f = np.sort(np.asarray(eigenvalues))[::-1]
-    f = f[f > 0]
     c = lam ** 2 / b
-    ax = axes[0]
-    ax.plot(np.arange(1, len(f) + 1), f, color="0.4", lw=1, label="Fisher eigenvalue f_j")
-    ax.plot(np.arange(1, len(f) + 1), 0.5 * b * np.log1p(c * f), color="C3", lw=1.5,
-            label="(β/2) log(1 + λ² f_j / β)")
-    ax.axhline(b / lam ** 2, color="C3", ls=":", lw=0.8, label="f = β/λ² (c f = 1)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_ylim(max(f.min(), 1e-6), f.max() * 3)
-    ax.set_xlabel("eigenvalue index j")
-    ax.set_title(f"β = {b:.3g}: log-det term {sweep['logdet_term'][i]:.1f} nats", fontsize=9)
-    ax.legend(fontsize=6, loc="lower left")
-    ax = axes[1]
-    ax.plot(sweep["kl"], sweep["expected_loss"], color="0.5", marker=".", lw=1)
-    ax.plot([sweep["kl"][i]], [sweep["expected_loss"][i]], "o", color="C3", ms=8)
-    ax.set_xscale("log")
-    ax.set_xlabel("KL(Q*‖P)  [nats]")
-    ax.set_ylabel("E_Q* L  [nats, summed]")
-    ax.set_title(f"structure-function curve; KL {sweep['kl'][i]:.1f}, E L {sweep['expected_loss'][i]:.1f}",
-                 fontsize=9)
+    lo, hi = np.inf, 0.0
+    for j, (label, (eigenvalues, sweep)) in enumerate(networks.items()):
+        f = np.sort(np.asarray(eigenvalues))[::-1]
+        f = f[f > 1e-12 * max(f.max(), 1e-300)]
+        idx = np.arange(1, len(f) + 1)
+        axes[0].plot(idx, f, color=f"C{j}", lw=0.8, alpha=0.5, label=f"{label}: f_j")
+        axes[0].plot(idx, 0.5 * b * np.log1p(c * f), color=f"C{j}", lw=1.8,
+                     label=f"{label}: (β/2)log(1+cf_j), sum {sweep['logdet_term'][i]:.0f}")
+        lo, hi = min(lo, f.min()), max(hi, f.max())
+        axes[1].plot(sweep["kl"], sweep["expected_loss"], color=f"C{j}", marker=".", lw=1, label=label)
+        axes[1].plot([sweep["kl"][i]], [sweep["expected_loss"][i]], "o", color=f"C{j}", ms=8)
+    axes[0].axhline(b / lam ** 2, color="0.3", ls=":", lw=0.8, label="f = β/λ² (c f = 1)")
+    axes[0].set_xscale("log")
+    axes[0].set_yscale("log")
+    axes[0].set_ylim(max(lo, 1e-6 * hi), hi * 5)
+    axes[0].set_xlabel("eigenvalue index j")
+    axes[0].set_title(f"β = {b:.3g}, c = λ²/β = {c:.3g}", fontsize=9)
+    axes[0].legend(fontsize=6, loc="lower left")
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel("KL(Q*‖P)  [nats]")
+    axes[1].set_ylabel("E_Q* L  [nats, summed]")
+    axes[1].set_title("structure-function curves; dot: this β", fontsize=9)
+    axes[1].legend(fontsize=7)
     fig.tight_layout()
     return fig
 
