@@ -71,7 +71,7 @@ def test_per_run_data_and_freeze():
 def test_deterministic_and_seed_dependent_steps():
     X, y = _data(n=40)
     p = init_mlp(3, 12, 16, seed=0, device="cpu")
-    spec = ThresholdSpec(lr=0.2, batch_size=8, weight_decay=0.0, threshold=0.5, max_steps=3000, eval_every=1)
+    spec = ThresholdSpec(lr=0.2, batch_size=8, weight_decay=0.0, threshold=1.0, max_steps=3000, eval_every=1)
     a = train_until_threshold(p, X, y, spec, seed=0)
     b = train_until_threshold(p, X, y, spec, seed=0)
     c = train_until_threshold(p, X, y, spec, seed=1)
