@@ -47,6 +47,8 @@ import a chapter or the book tooling, and never plot.
 ``task_family``             named tasks in one 10-way label space (Fashion-MNIST, inverted, digits,
                             class halves), pooled to size x size, flat, centred; random labels; unions
 ``convergence``             K small MLPs trained by SGD at once until a training-loss threshold
+``task_distances``          a task family measured with trained networks: per-run draws, complexity of each
+                            task and union, the static-distance matrix, fine-tuning times between tasks
 ==========================  ==============================================================================
 
 **Chapters** (``tasknb/chapters/``): the protocol of one notebook each, named after it
