@@ -75,6 +75,12 @@ def test_notebook_conventions(nb_id):
     ("n3", "n_pairs", 1, r"n_pairs must be an integer >= 2"),
     ("n4", "target", "imagenet", r"target must be one of"),
     ("n5", "n_eval", 1000, r"n_eval must be at most n_train"),
+    ("r1", "fractions", [0.2, 0.5, 1.0], r"fractions must start at 0\.0"),
+    ("r2", "n_runs", 1, r"n_runs must be an integer >= 2"),
+    ("r3", "bump", -1.0, r"bump must be in \[0\.1, 10\]"),
+    ("r4", "dt", 0.5, r"dt must be in \[1e-05, 0\.05\]"),
+    ("r5", "fractions", [0.0, 1.5], r"fractions must be in \[0, 1\]"),
+    ("r6", "budgets", [5000], r"budgets must be <= max_steps"),
 ])
 def test_bad_notebook_parameter_stops_with_its_name(tmp_path, nb_id, name, value, message):
     import re
