@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 import tasknb
-from tasknb import chmm, data, geometry, landscape, replica
+from tasknb import chmm, data, geometry, landscape, langevin, replica
 
 
 def _params(fn) -> list[str]:
@@ -64,3 +64,28 @@ def test_runner_command_line_alias():
     out = subprocess.run([sys.executable, "-m", "tasknb.runner", "--list"], capture_output=True, text=True,
                          check=True).stdout
     assert "c1" in out and "s1" in out
+
+
+def test_first_passage_times_entry_point():
+    """The issue's signature: one time per particle, any dimension, a boolean-mask target, inf and a
+    warning (with the count) for particles that never arrive."""
+    import warnings
+
+    assert _params(langevin.first_passage_times)[:8] == [
+        "grad_U", "x0", "target", "D", "dt", "n_particles", "max_steps", "seed"]
+
+    def grad(x):  # U = |x|^2 / 2 in 2-D
+        return x
+
+    far = lambda x: x[:, 0] > 50.0          # practically unreachable in 200 steps
+    near = lambda x: x.norm(dim=1) > 0.3    # reached quickly from the origin
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t = langevin.first_passage_times(grad, np.zeros(2), far, 0.5, 0.01, 64, 200, 0)
+    assert t.shape == (64,) and np.isinf(t).all() and t.n_not_arrived == 64
+    assert any("64" in str(w.message) for w in caught)
+    t = langevin.first_passage_times(grad, np.zeros(2), near, 0.5, 0.01, 64, 5000, 0)
+    assert np.isfinite(t).all() and t.n_not_arrived == 0 and (t > 0).all()
+    again = langevin.first_passage_times(grad, np.zeros(2), near, 0.5, 0.01, 64, 5000, 0)
+    other = langevin.first_passage_times(grad, np.zeros(2), near, 0.5, 0.01, 64, 5000, 1)
+    assert np.array_equal(np.asarray(t), np.asarray(again)) and not np.array_equal(np.asarray(t), np.asarray(other))
