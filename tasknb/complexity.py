@@ -150,6 +150,20 @@ def summed_loss(model: nn.Module, X, y) -> float:
         return float(torch.nn.functional.cross_entropy(out, y, reduction="sum"))
 
 
+def complexity_ingredients(model: nn.Module, X, y, fisher: str = "true", n_label_samples: int = 1,
+                           seed: int = 0, chunk_size: int = 1024) -> tuple[float, float, np.ndarray]:
+    """What C_beta needs of a trained ``model`` on (X, y), at every beta: the summed cross-entropy
+    L(w0), ||w0||^2 over all trainable parameters, and the exact nonzero-spectrum eigenvalues of the
+    Fisher of kind ``fisher`` (through the Gram; ``FisherFactor.eigenvalues``).  Feed them to
+    :func:`complexity_from_eigenvalues` for any beta without a new Fisher."""
+    fisher = check_choice("fisher", fisher, FISHER_KINDS)
+    loss = summed_loss(model, X, y)
+    sq_norm = float((flat_parameters(model) ** 2).sum())
+    ev = fisher_factor(model, X, fisher, y=y, n_label_samples=n_label_samples, seed=seed,
+                       chunk_size=chunk_size).eigenvalues()
+    return loss, sq_norm, ev
+
+
 def complexity(model: nn.Module, X, y, beta: float, lam: float = 1.0, fisher: str = "true",
                method: str = "exact", convention: str = "minimised", seed: int = 0,
                n_label_samples: int = 1, n_probes: int = 30, n_steps: int = 30,
@@ -169,16 +183,15 @@ def complexity(model: nn.Module, X, y, beta: float, lam: float = 1.0, fisher: st
     scale = posterior_scale(beta, lam, convention)
     seed = check_seed("seed", seed)
     n_label_samples = check_positive_int("n_label_samples", n_label_samples)
-    loss = summed_loss(model, X, y)
-    sq_norm = float((flat_parameters(model) ** 2).sum())
     P = n_parameters(model)
     N = int(len(y))
     if method == "exact":
-        ev = fisher_factor(model, X, fisher, y=y, n_label_samples=n_label_samples, seed=seed,
-                           chunk_size=chunk_size).eigenvalues()
+        loss, sq_norm, ev = complexity_ingredients(model, X, y, fisher, n_label_samples, seed, chunk_size)
         c = complexity_from_eigenvalues(loss, sq_norm, ev, beta, lam, convention)
         c.fisher, c.n_params, c.n_samples = fisher, P, N
         return c
+    loss = summed_loss(model, X, y)
+    sq_norm = float((flat_parameters(model) ** 2).sum())
     mv = fisher_matvec(model, X, fisher, y=y, n_label_samples=n_label_samples, seed=seed)
     logdet, se = slq_logdet(mv, P, scale, n_probes=n_probes, n_steps=n_steps, seed=seed)
     beta, lam = float(beta), float(lam)

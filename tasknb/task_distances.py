@@ -34,10 +34,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .complexity import complexity_from_eigenvalues, summed_loss
+from .complexity import complexity_from_eigenvalues, complexity_ingredients
 from .convergence import ThresholdSpec, init_mlp, mlp_module, train_until_threshold
 from .device import derived_seed, get_device
-from .fisher import fisher_factor, flat_parameters
 from .seed_runs import progress_bar
 from .task_family import N_CLASSES, TASKS, task_data
 from .validation import check_choice, check_positive_int, check_positive_real, check_seed
@@ -112,10 +111,7 @@ class Measured:
 
 def _ingredients(params: dict, k: int, X: torch.Tensor, y: torch.Tensor, fisher: str, n_label_samples: int,
                  seed: int) -> tuple[float, float, np.ndarray]:
-    model = mlp_module(params, k)
-    loss = summed_loss(model, X, y)
-    sq = float((flat_parameters(model) ** 2).sum())
-    ev = fisher_factor(model, X, kind=fisher, y=y, n_label_samples=n_label_samples, seed=seed).eigenvalues()
+    loss, sq, ev = complexity_ingredients(mlp_module(params, k), X, y, fisher, n_label_samples, seed)
     return loss, sq, np.asarray(ev, dtype=float)
 
 

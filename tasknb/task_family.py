@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from .data import invert, load_digits, load_fashion_mnist, upsample
 from .device import stream
+from .tasks import replace_labels
 from .validation import check_choice, check_positive_int, check_real_in, check_seed
 
 __all__ = ["TASKS", "N_CLASSES", "Task", "task_data", "union", "task_classes"]
@@ -137,11 +138,7 @@ def task_data(name: str, n: int, split: str = "train", seed: int = 0, size: int 
     idx = idx[torch.randperm(len(idx), generator=g)]  # interleave the classes
     X, y = Xall[idx].clone(), yall[idx].clone()
     if random_fraction > 0:
-        gr = stream(seed, "task_family.random_labels", ti, si)
-        n_rand = int(round(random_fraction * n))
-        pos = torch.randperm(n, generator=gr)[:n_rand]
-        cls = torch.tensor(classes, dtype=torch.int64)
-        y[pos] = cls[torch.randint(0, C, (n_rand,), generator=gr)]
+        y = replace_labels(y, random_fraction, classes, stream(seed, "task_family.random_labels", ti, si))
     return Task(name, X, y, tuple(classes))
 
 

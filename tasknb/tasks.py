@@ -11,7 +11,7 @@ import torch
 from .device import generator
 from .validation import check_int_sequence, check_positive_int, check_real_in, check_seed
 
-__all__ = ["class_subset", "superclass_labels", "binary_relabel", "random_labels", "brightness_labels", "EVEN_ODD",
+__all__ = ["class_subset", "superclass_labels", "binary_relabel", "random_labels", "replace_labels", "brightness_labels", "EVEN_ODD",
            "LESS_THAN_5"]
 
 #: classes labelled +1 by the even/odd relabeling (even labels) and the "< 5" relabeling
@@ -75,12 +75,26 @@ def random_labels(y: torch.Tensor, fraction: float, num_classes: int, seed: int 
     y = _check_labels(y)
     fraction = check_real_in("fraction", fraction, 0.0, 1.0)
     num_classes = check_positive_int("num_classes", num_classes, minimum=2)
-    g = generator(check_seed("seed", seed))
+    return replace_labels(y, fraction, range(num_classes), generator(check_seed("seed", seed)))
+
+
+def replace_labels(y: torch.Tensor, fraction: float, classes, g: torch.Generator) -> torch.Tensor:
+    """The draw behind :func:`random_labels`, for any label set and a caller's stream ``g``.
+
+    The positions replaced are the first round(``fraction`` * n) of one permutation drawn from ``g``,
+    so with the same stream a larger fraction corrupts a superset of the positions. Their new labels
+    are uniform over ``classes``, drawn from ``g`` after the permutation. Returns a new (n,) tensor.
+    """
+    y = _check_labels(y)
+    fraction = check_real_in("fraction", fraction, 0.0, 1.0)
+    cls = torch.tensor(check_int_sequence("classes", list(classes), minimum=0), dtype=torch.int64)
+    if len(cls) == 0:
+        raise ValueError("classes must name at least one label")
     n = y.shape[0]
     n_rand = int(round(fraction * n))
     idx = torch.randperm(n, generator=g)[:n_rand]
     out = y.clone()
-    out[idx] = torch.randint(0, num_classes, (n_rand,), generator=g)
+    out[idx] = cls[torch.randint(0, len(cls), (n_rand,), generator=g)]
     return out
 
 

@@ -123,6 +123,23 @@ def test_random_labels_fraction():
         tasks.random_labels(y, 0.5, 1)
 
 
+def test_replace_labels_any_label_set_and_nested_positions():
+    from tasknb.device import stream
+
+    y = torch.full((2_000,), 7, dtype=torch.long)
+    small = tasks.replace_labels(y, 0.2, (5, 6, 8, 9), stream(0, "test.replace"))
+    large = tasks.replace_labels(y, 0.6, (5, 6, 8, 9), stream(0, "test.replace"))
+    assert set(large.unique().tolist()) == {5, 6, 7, 8, 9}     # new labels only from the set
+    assert int((small != 7).sum()) == 400 and int((large != 7).sum()) == 1200   # 7 is not in the set
+    assert bool(((small != 7) <= (large != 7)).all())           # a larger fraction: a superset
+    # random_labels is replace_labels over 0..num_classes-1 with the seed's generator
+    from tasknb.device import generator
+    assert torch.equal(tasks.random_labels(y, 0.5, 10, seed=3),
+                       tasks.replace_labels(y, 0.5, range(10), generator(3)))
+    with pytest.raises(ValueError, match="classes"):
+        tasks.replace_labels(y, 0.5, (), stream(0, "test.replace"))
+
+
 def test_task_constructor_errors():
     y = torch.tensor([0, 1, 2])
     with pytest.raises(ValueError, match="classes must contain integers"):

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from tasknb.book.plotting import new_figure
-from tasknb.complexity import complexity_from_eigenvalues, summed_loss
+from tasknb.complexity import complexity_from_eigenvalues, complexity_ingredients
 from tasknb.convergence import ThresholdSpec, init_mlp, mlp_module, train_until_threshold
 from tasknb.device import derived_seed, get_device
-from tasknb.fisher import fisher_factor, flat_parameters, logdet_identity_plus, slq_logdet
+from tasknb.fisher import fisher_factor, logdet_identity_plus, slq_logdet
 from tasknb.seed_runs import progress_bar
 from tasknb.task_family import task_data
 from tasknb.validation import (
@@ -130,9 +130,8 @@ def measure_spectra(nets: Networks, fisher: str = "expected", seed: int = 0, pro
     for f in range(F):
         for k in range(K):
             m, t = nets.model(f, k), nets.tasks[f][k]
-            loss[f, k] = summed_loss(m, t.X, t.y)
-            sq[f, k] = float((flat_parameters(m) ** 2).sum())
-            eig[f][k] = fisher_factor(m, t.X, fisher, y=t.y, seed=derived_seed(seed, "r1.fisher", f, k)).eigenvalues()
+            loss[f, k], sq[f, k], eig[f][k] = complexity_ingredients(
+                m, t.X, t.y, fisher, seed=derived_seed(seed, "r1.fisher", f, k))
             if bar is not None:
                 bar.update(1)
     if bar is not None:
